@@ -1,0 +1,60 @@
+"""The ``mri-harmonic`` command line: a thin Typer layer that parses arguments and calls library functions.
+
+Each stage registers its commands from its own module (``phantom``, ``data``, ``train``, ``evaluate``); heavy
+imports (torch, MONAI) happen inside the commands so that ``--help`` is instant. A
+:class:`~mri_harmonic.errors.UserInputError` is printed as one line, ``error: ...``, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from mri_harmonic.errors import UserInputError
+
+app = typer.Typer(
+    name="mri-harmonic",
+    help="HarmonicGAN FLAIR <-> T1 translation for brain MRI: phantom, preprocess, train, evaluate, translate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_COMMAND_MODULES = ("phantom", "data", "train", "evaluate")
+for _name in _COMMAND_MODULES:
+    importlib.import_module(f"mri_harmonic.cli.{_name}").register(app)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the package version."""
+    from mri_harmonic import __version__
+
+    typer.echo(__version__)
+
+
+@app.callback()
+def _root() -> None:
+    """HarmonicGAN FLAIR <-> T1 translation for brain MRI."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point (also ``python -m mri_harmonic.cli``, which ``torchrun -m`` uses).
+
+    Usage errors are handled by Typer (exit 2); :class:`UserInputError` becomes one ``error:`` line (exit 2).
+    """
+    try:
+        app(args=argv, prog_name="mri-harmonic")
+    except UserInputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())

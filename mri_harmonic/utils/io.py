@@ -1,0 +1,119 @@
+"""Atomic writes: a file either has its old content or its complete new content, never half of one.
+
+Every writer goes to a temporary file in the same folder, flushes and fsyncs it, then ``os.replace``s it over the
+target (atomic on POSIX within one file system). Folders are made atomic the same way via :func:`atomic_dir`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from mri_harmonic.errors import UserInputError
+
+
+def ensure_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create ``path`` (and parents) and check that we can write into it; raise a one-line error otherwise."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise UserInputError(
+            f"cannot write to {what} {path}: {exc.strerror or exc}; choose a folder you can write to"
+        ) from None
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it replaces ``target``, on error it is removed.
+
+    ``suffix`` defaults to the target's own suffix so that libraries choosing a format from the extension
+    (``np.save``, ``nib.save``, ``plt.savefig``) keep working.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if suffix is None:
+        suffix = "".join(target.suffixes)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp{suffix}")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_text(target: str | os.PathLike, text: str) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+    return Path(target)
+
+
+def atomic_write_json(target: str | os.PathLike, obj: Any) -> Path:
+    return atomic_write_text(target, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def atomic_write_csv(target: str | os.PathLike, frame: "Any", **kwargs: Any) -> Path:
+    """Write a pandas DataFrame as CSV atomically (``index=False`` unless given)."""
+    kwargs.setdefault("index", False)
+    with atomic_path(target) as tmp:
+        frame.to_csv(tmp, **kwargs)
+    return Path(target)
+
+
+def atomic_torch_save(obj: Any, target: str | os.PathLike) -> Path:
+    import torch
+
+    with atomic_path(target) as tmp:
+        torch.save(obj, tmp)
+    return Path(target)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Build a folder under a temporary name and rename it into place when complete.
+
+    An existing ``target`` is replaced only after the new one is complete (old one moved aside, then deleted).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
