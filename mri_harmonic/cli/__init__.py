@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = ("phantom", "data", "train", "evaluate")
+_COMMAND_MODULES = ("phantom", "data", "train", "evaluate", "reader_study")
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"mri_harmonic.cli.{_name}").register(app)
 

@@ -1,0 +1,42 @@
+"""``mri-harmonic reader-study``: score the answers of a blinded reader study.
+
+Sheets are written by ``mri-harmonic evaluate --reader-study N``; this sub-app unblinds and scores the answer CSVs
+readers send back (:func:`mri_harmonic.evaluation.reader_study.score_reader_study`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import typer
+
+reader_study_app = typer.Typer(
+    name="reader-study",
+    help="Blinded reader studies (the paper's Table 3): score the answers readers saved from sheet.html.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@reader_study_app.command("score")
+def score(
+    answers: List[Path] = typer.Argument(
+        ..., help="Answer CSVs saved from sheet.html (or a filled answers_template.csv)."
+    ),
+    key: Path = typer.Option(..., "--key", help="The study's key.csv (written next to sheet.html)."),
+    out: Path = typer.Option(..., "--out", help="Folder for reader_study_scores.csv and reader_study_scores.md."),
+) -> None:
+    """Unblind answers with the key; write Prefer %, mean and std Likert per method and run; print the table."""
+    from mri_harmonic.evaluation.reader_study import format_scores, score_reader_study, write_scores
+
+    df = score_reader_study(answers, key)
+    paths = write_scores(df, out)
+    typer.echo(format_scores(df))
+    typer.echo(f"wrote {paths['csv']} and {paths['markdown']}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``reader-study`` command group to the main app."""
+    app.add_typer(reader_study_app, name="reader-study")
