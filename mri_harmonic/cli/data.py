@@ -1,7 +1,30 @@
-"""CLI commands of this stage (placeholder until the stage lands; replaced by its owner)."""
+"""``mri-harmonic preprocess``: BraTS / MSD NIfTI folder -> slice store (see :mod:`mri_harmonic.data.preprocess`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("preprocess")
+    def preprocess_cmd(
+        data_dir: Path = typer.Argument(..., help="Folder of BraTS 2018-2021, BraTS 2023+ or MSD Task01 cases."),
+        store: Path = typer.Argument(..., help="Slice store folder to write (an interrupted run resumes from STORE.partial)."),
+        config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML with PreprocessConfig keys, e.g. configs/preprocess-phantom.yaml."),
+        set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: --set spacing=[2,2,2] (repeatable)."),
+        workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Parallel processes (default: CPU count, at most 8)."),
+        strict: bool = typer.Option(False, "--strict", help="Stop at the first bad subject instead of skipping it."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a store (or resume folder) built with another config."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    ) -> None:
+        """Reorient, normalise and slice every subject into a slice store (train/val/test split by subject)."""
+        from mri_harmonic.config import load_config
+        from mri_harmonic.data.config import PreprocessConfig
+        from mri_harmonic.data.preprocess import format_summary, preprocess
+
+        cfg = load_config(PreprocessConfig, config, set_ or None)
+        summary = preprocess(data_dir, store, cfg, workers=workers, strict=strict, progress=progress, overwrite=overwrite)
+        typer.echo(format_summary(summary))

@@ -1,0 +1,434 @@
+"""BraTS / MSD NIfTI folder -> slice store: :func:`preprocess` (``mri-harmonic preprocess``).
+
+Steps: :func:`~mri_harmonic.data.layouts.discover` the cases; assign each SUBJECT a split (seeded, before any
+slicing, so no subject's neighbouring slices leak across splits) and a balanced ``half`` (0/1) for unpaired
+training; run the shared transform chain (:func:`mri_harmonic.data.transforms.build_transforms`) on every subject
+in parallel; keep axial slices whose brain covers at least ``min_brain_fraction`` of the slice; write the store
+with :func:`~mri_harmonic.data.store.write_store`.
+
+Bad input never stops the run silently or loses work: a subject with a missing modality, a corrupt or truncated
+file, modalities on different grids, an all-zero image or NaNs is skipped with a one-line reason (listed in the
+summary and ``skipped.csv``); with ``strict=True`` the first one stops the run with that reason.
+
+Resume: every finished subject is saved atomically under ``STORE.partial/`` (arrays ``subjects/<id>.npz`` and
+``subjects/<id>.json``, the json written last, with the source files' sizes and modification times). Run the same
+command again after a crash and only the missing subjects are processed. The partial folder records the config
+hash and data folder; another config there is an error unless ``overwrite``. The final store is built in a
+temporary folder and renamed into place, then the partial folder is removed. A complete store built with the same
+config from the same folder is left as it is ("already up to date"; pass ``overwrite`` to rebuild it after the
+data changed); one built with another config is replaced only with ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from mri_harmonic.config import config_hash, dump_config, to_dict
+from mri_harmonic.data.config import SPLIT_NAMES, PreprocessConfig
+from mri_harmonic.data.layouts import Case, discover
+from mri_harmonic.errors import UserInputError
+from mri_harmonic.utils.io import atomic_write_json, ensure_writable_dir
+
+PARTIAL_SUFFIX = ".partial"
+#: stores up to this size are concatenated in RAM before writing; larger ones through memory-mapped files
+ASSEMBLE_IN_MEMORY_BYTES = 512 * 2**20
+SLICE_ORIENTATION = (
+    "slice z of the RAS volume V (X, Y, Z) is S[z, i, j] = V[j + col0, Y - 1 - (i + row0), z]: rows anterior -> "
+    "posterior, columns patient left -> right"
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# splits
+# ---------------------------------------------------------------------------------------------------------------
+def split_counts(n: int, fractions: list[float]) -> list[int]:
+    """Subjects per split: largest-remainder rounding of ``n * fractions``; every split with a positive fraction
+    gets at least one subject when there are enough subjects (taken from the largest split)."""
+    raw = np.asarray(fractions, dtype=float) * n
+    counts = np.floor(raw).astype(int)
+    for i in np.argsort(-(raw - counts), kind="stable")[: n - counts.sum()]:
+        counts[i] += 1
+    positive = [i for i, f in enumerate(fractions) if f > 0]
+    if n >= len(positive):
+        for i in positive:
+            if counts[i] == 0:
+                counts[int(np.argmax(counts))] -= 1
+                counts[i] = 1
+    return counts.tolist()
+
+
+def assign_splits(subjects: list[str], config: PreprocessConfig) -> dict[str, tuple[str, int]]:
+    """``subject -> (split, half)``: a seeded permutation (``split_seed``) of the sorted subjects cut by
+    ``split_fractions``; within each split a seeded (``seed``) order alternates half 0 / 1, so both halves hold
+    (nearly) equally many subjects."""
+    ids = sorted(subjects)
+    order = [ids[i] for i in np.random.default_rng(config.split_seed).permutation(len(ids))]
+    out: dict[str, tuple[str, int]] = {}
+    start = 0
+    for k, (split, count) in enumerate(zip(SPLIT_NAMES, split_counts(len(ids), config.split_fractions))):
+        members = sorted(order[start : start + count])
+        start += count
+        for pos, i in enumerate(np.random.default_rng([config.seed, k]).permutation(len(members))):
+            out[members[i]] = (split, pos % 2)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# one subject (runs in a worker process)
+# ---------------------------------------------------------------------------------------------------------------
+def fingerprint(case: Case) -> dict[str, list[int]]:
+    """Size and modification time of each source file: a resumed run redoes a subject whose files changed."""
+    out = {}
+    for p in case.files():
+        st = os.stat(p)
+        out[str(p)] = [int(st.st_size), int(st.st_mtime_ns)]
+    return out
+
+
+def _subject_files(partial: Path, subject: str) -> tuple[Path, Path]:
+    return partial / "subjects" / f"{subject}.npz", partial / "subjects" / f"{subject}.json"
+
+
+def process_subject(case: Case, config: PreprocessConfig, split: str, half: int, partial: Path) -> dict[str, Any]:
+    """Preprocess one subject and save its kept slices under ``partial/subjects/``.
+
+    Returns ``{"subject", "status": "ok", "n_slices"}`` or ``{"subject", "status": "skipped", "path", "reason"}``.
+    """
+    from mri_harmonic.data.geometry import case_geometry
+    from mri_harmonic.data.transforms import MASK, SEG, BadSubjectError, run_chain
+
+    try:
+        data = run_chain(case, config)
+    except BadSubjectError as exc:
+        return {"subject": case.subject, "status": "skipped", "path": exc.path, "reason": exc.reason}
+    mask = data[MASK]
+    brain = mask.reshape(mask.shape[0], -1).mean(axis=1)
+    keep = np.flatnonzero((brain >= config.min_brain_fraction) & (brain > 0))
+    if keep.size == 0:
+        return {
+            "subject": case.subject, "status": "skipped", "path": str(case.folder),
+            "reason": f"no axial slice has a brain fraction >= {config.min_brain_fraction} (largest {brain.max():.3f}); "
+            "lower min_brain_fraction or in_plane_size",
+        }
+    seg = data[SEG][keep] if SEG in data else np.zeros((keep.size, *mask.shape[1:]), dtype=np.uint8)
+    kept_mask = mask[keep]
+    brain_px = kept_mask.sum(axis=(1, 2))
+    tumour = ((seg > 0) & kept_mask).sum(axis=(1, 2)) / np.maximum(brain_px, 1)
+    arrays = {m: _cast(data[m][keep], config.dtype) for m in config.modalities}
+    arrays[MASK] = kept_mask.astype(np.uint8)
+    arrays[SEG] = seg.astype(np.uint8)
+    geometry = case_geometry(case, data["geometry"])
+    geometry.update(kept_slices=keep.tolist(), split=split, half=int(half), has_seg=SEG in data)
+    npz, meta = _subject_files(partial, case.subject)
+    npz.parent.mkdir(parents=True, exist_ok=True)
+    # rename makes each file all-or-nothing for a killed run; no fsync: the resume folder is scratch (the final
+    # store is written by write_store), and the json, written last, marks the subject complete
+    tmp = npz.with_name(f".{npz.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, npz)
+    _write_json_scratch(meta, {
+        "subject": case.subject,
+        "fingerprint": fingerprint(case),
+        "geometry": geometry,
+        "slices": {"slice_index": keep.tolist(), "brain_fraction": brain[keep].tolist(), "tumour_fraction": tumour.tolist()},
+    })
+    return {"subject": case.subject, "status": "ok", "n_slices": int(keep.size)}
+
+
+def _cast(a: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 -> ``dtype``; torch converts to float16 several times faster than NumPy (vectorised)."""
+    if dtype == "float16":
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(torch.float16).numpy()
+    return a.astype(dtype, copy=False)
+
+
+def _write_json_scratch(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj) + "\n")
+    os.replace(tmp, path)
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# store / partial folder bookkeeping
+# ---------------------------------------------------------------------------------------------------------------
+def partial_dir_for(store_dir: str | os.PathLike) -> Path:
+    """The resume folder beside ``store_dir``: ``STORE.partial``."""
+    store_dir = Path(store_dir)
+    return store_dir.with_name(store_dir.name + PARTIAL_SUFFIX)
+
+
+def _existing_store(store_dir: Path, chash: str, data_key: str, overwrite: bool) -> dict | None:
+    """store.json of an up-to-date store, None when a (re)build is needed; error for a store we may not replace."""
+    if not store_dir.exists():
+        return None
+    if not store_dir.is_dir():
+        raise UserInputError(f"STORE {store_dir} is a file; choose a folder path for the slice store")
+    meta_file = store_dir / "store.json"
+    if not meta_file.is_file():
+        if any(store_dir.iterdir()):
+            raise UserInputError(f"STORE {store_dir} exists and is not a slice store (no store.json); choose another path or remove the folder")
+        return None
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        meta = {}
+    if meta.get("complete") and meta.get("config_hash") == chash and meta.get("data_dir") == data_key:
+        return meta
+    if overwrite:
+        return None
+    if meta.get("config_hash") != chash:
+        why = f"with another config (hash {meta.get('config_hash')}, this config {chash})"
+    else:
+        why = f"from another data folder ({meta.get('data_dir')})"
+    raise UserInputError(f"store {store_dir} was built {why}; pass --overwrite to rebuild it, or choose another STORE")
+
+
+def _open_partial(partial: Path, chash: str, data_key: str, config: PreprocessConfig, overwrite: bool) -> None:
+    state_file = partial / "state.json"
+    if partial.exists():
+        try:
+            state = json.loads(state_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            state = {}
+        if state.get("config_hash") == chash and state.get("data_dir") == data_key:
+            return
+        if not overwrite:
+            raise UserInputError(
+                f"{partial} holds an interrupted run with another config or data folder (hash {state.get('config_hash')}, "
+                f"this run {chash}); pass --overwrite to discard it, or rerun with the config it was started with"
+            )
+        shutil.rmtree(partial)
+    ensure_writable_dir(partial, "resume folder")
+    dump_config(config, partial / "config.yaml")
+    atomic_write_json(state_file, {"config_hash": chash, "data_dir": data_key})
+
+
+def _finished(partial: Path, case: Case) -> dict | None:
+    """The saved metadata of ``case`` when its partial result is complete and its source files are unchanged."""
+    npz, meta_file = _subject_files(partial, case.subject)
+    if not (npz.is_file() and meta_file.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_file.read_text())
+        return meta if meta.get("fingerprint") == fingerprint(case) else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _assemble(partial: Path, metas: dict[str, dict], config: PreprocessConfig) -> tuple[dict, pd.DataFrame, dict]:
+    """Concatenate the saved subjects of each split into (memory-mapped) arrays, the manifest and subjects.json."""
+    size = config.in_plane_size
+    names = [*config.modalities, "mask", "seg"]
+    dtypes = {**{m: np.dtype(config.dtype) for m in config.modalities}, "mask": np.dtype(np.uint8), "seg": np.dtype(np.uint8)}
+    work = partial / "assemble"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    arrays: dict[str, dict[str, np.ndarray]] = {}
+    rows: list[dict[str, Any]] = []
+    subjects: dict[str, dict] = {}
+    n_total = sum(len(m["slices"]["slice_index"]) for m in metas.values())
+    in_memory = n_total * size * size * sum(d.itemsize for d in dtypes.values()) <= ASSEMBLE_IN_MEMORY_BYTES
+    for split in SPLIT_NAMES:
+        members = sorted(s for s, m in metas.items() if m["geometry"]["split"] == split)
+        n = sum(len(metas[s]["slices"]["slice_index"]) for s in members)
+        if n == 0:
+            arrays[split] = {k: np.zeros((0, size, size), dtype=dtypes[k]) for k in names}
+            continue
+        if in_memory:
+            arrays[split] = {k: np.empty((n, size, size), dtype=dtypes[k]) for k in names}
+        else:  # large stores are assembled in memory-mapped files so that RAM use stays flat
+            arrays[split] = {k: np.lib.format.open_memmap(work / f"{split}_{k}.npy", mode="w+", dtype=dtypes[k], shape=(n, size, size)) for k in names}
+        row = 0
+        for s in members:
+            meta = metas[s]
+            sl = meta["slices"]
+            k = len(sl["slice_index"])
+            with np.load(_subject_files(partial, s)[0]) as z:
+                for name in names:
+                    arrays[split][name][row : row + k] = z[name]
+            half = meta["geometry"]["half"]
+            for j in range(k):
+                rows.append(dict(split=split, row=row + j, subject=s, slice_index=sl["slice_index"][j],
+                                 brain_fraction=round(sl["brain_fraction"][j], 6),
+                                 tumour_fraction=round(sl["tumour_fraction"][j], 6), half=half))
+            subjects[s] = {**meta["geometry"], "rows": [row, row + k]}
+            row += k
+    return arrays, pd.DataFrame(rows, columns=["split", "row", "subject", "slice_index", "brain_fraction", "tumour_fraction", "half"]), subjects
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the pipeline
+# ---------------------------------------------------------------------------------------------------------------
+def preprocess(
+    data_dir: str | os.PathLike,
+    store_dir: str | os.PathLike,
+    config: PreprocessConfig | None = None,
+    workers: int | None = None,
+    strict: bool = False,
+    progress: bool = True,
+    *,
+    overwrite: bool = False,
+    on_subject_done: Callable[[dict], None] | None = None,
+) -> dict[str, Any]:
+    """Build the slice store ``store_dir`` from the BraTS / MSD cases under ``data_dir``.
+
+    Args:
+        data_dir: folder of cases in any layout :func:`~mri_harmonic.data.layouts.discover` understands.
+        store_dir: the store folder to write (see :mod:`mri_harmonic.data.store`).
+        config: settings (defaults: ``PreprocessConfig()``).
+        workers: processes (default: CPU count, at most 8); 1 runs in this process.
+        strict: stop at the first bad subject with a one-line :class:`UserInputError` instead of skipping it.
+        progress: show a tqdm bar.
+        overwrite: replace a store (or discard a resume folder) built with another config or data folder.
+        on_subject_done: called in this process with each subject's result dict as it finishes (progress hooks;
+            tests raise from it to simulate an interrupted run).
+
+    Returns:
+        A summary dict: ``status`` ("built" or "up_to_date"), ``subjects_found``, ``subjects_stored``,
+        ``subjects_processed`` (this run), ``subjects_reused`` (from an interrupted run), ``skipped`` (list of
+        subject/path/reason), ``splits`` {split: {subjects, slices}}, ``seconds``, ``subjects_per_second``,
+        ``config_hash``, ``store``.
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    config = config if config is not None else PreprocessConfig()
+    data_dir, store_dir = Path(data_dir), Path(store_dir)
+    chash = config_hash(config)
+    if not data_dir.is_dir():
+        raise UserInputError(f"data folder {data_dir} does not exist or is not a folder; pass the folder holding the BraTS/MSD cases")
+    data_key = str(data_dir.resolve())
+    meta = _existing_store(store_dir, chash, data_key, overwrite)
+    if meta is not None:
+        return {**meta.get("summary", {}), "status": "up_to_date", "store": str(store_dir), "config_hash": chash,
+                "seconds": round(time.perf_counter() - t0, 3)}
+    ensure_writable_dir(store_dir.parent, "STORE's parent folder")
+    cases = discover(data_dir)
+    assignment = assign_splits([c.subject for c in cases], config)
+    partial = partial_dir_for(store_dir)
+    _open_partial(partial, chash, data_key, config, overwrite)
+
+    metas: dict[str, dict] = {}
+    todo: list[Case] = []
+    for case in cases:
+        done = _finished(partial, case)
+        if done is not None:  # arrays do not depend on the split; a changed case list may move a subject
+            done["geometry"]["split"], done["geometry"]["half"] = assignment[case.subject]
+            metas[case.subject] = done
+        else:
+            todo.append(case)
+    reused = len(metas)
+    skipped: list[dict[str, str]] = []
+
+    def handle(result: dict) -> None:
+        if result["status"] == "ok":
+            metas[result["subject"]] = meta = json.loads(_subject_files(partial, result["subject"])[1].read_text())
+            meta["geometry"]["split"], meta["geometry"]["half"] = assignment[result["subject"]]
+        else:
+            if strict:
+                raise UserInputError(
+                    f"{result['path']}: {result['reason']} (subject {result['subject']}; fix or remove it, or run without --strict to skip it)"
+                )
+            skipped.append({"subject": result["subject"], "path": result["path"], "reason": result["reason"]})
+        if on_subject_done is not None:
+            on_subject_done(result)
+
+    n_workers = max(1, min(workers or min(os.cpu_count() or 1, 8), len(todo)))
+    if todo:  # import MONAI once here (seconds), not in every forked worker, and outside the timed work
+        import mri_harmonic.data.transforms  # noqa: F401
+    t_work = time.perf_counter()
+    if n_workers == 1:
+        bar = tqdm(total=len(todo), desc="preprocess", unit="subject", disable=not progress)
+        try:
+            for case in todo:
+                split, half = assignment[case.subject]
+                handle(process_subject(case, config, split, half, partial))
+                bar.update()
+        finally:
+            bar.close()
+    else:
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker)
+        try:
+            futures = [pool.submit(process_subject, c, config, *assignment[c.subject], partial) for c in todo]
+            with tqdm(total=len(todo), desc="preprocess", unit="subject", disable=not progress) as bar:
+                for fut in as_completed(futures):
+                    handle(fut.result())
+                    bar.update()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    work_seconds = time.perf_counter() - t_work
+
+    if not metas:
+        reasons = "; ".join(f"{s['subject']}: {s['path']}: {s['reason']}" for s in skipped[:3])
+        raise UserInputError(f"no subject under {data_dir} could be preprocessed ({len(skipped)} skipped: {reasons})")
+    arrays, manifest, subjects = _assemble(partial, metas, config)
+    splits = {
+        s: {"subjects": int(sum(1 for g in subjects.values() if g["split"] == s)), "slices": int((manifest["split"] == s).sum())}
+        for s in SPLIT_NAMES
+    }
+    summary = {
+        "status": "built",
+        "store": str(store_dir),
+        "data_dir": data_key,
+        "config_hash": chash,
+        "subjects_found": len(cases),
+        "subjects_stored": len(metas),
+        "subjects_processed": len(todo),
+        "subjects_reused": reused,
+        "skipped": skipped,
+        "splits": splits,
+        "workers": n_workers,
+        "seconds": 0.0,
+        "subjects_per_second": round(len(todo) / work_seconds, 3) if todo and work_seconds > 0 else None,
+    }
+    skipped_df = pd.DataFrame(skipped, columns=["subject", "path", "reason"])
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    from mri_harmonic.data.store import write_store
+
+    write_store(
+        store_dir, arrays=arrays, manifest=manifest, subjects=subjects, config=to_dict(config), config_hash=chash,
+        modalities=list(config.modalities), skipped=skipped_df,
+        extra_meta={"unpaired_halves": bool(config.unpaired_halves), "data_dir": data_key, "label_convention": "brats2021",
+                    "slice_orientation": SLICE_ORIENTATION, "summary": summary},
+    )
+    del arrays
+    shutil.rmtree(partial, ignore_errors=True)
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """Human-readable lines for the CLI."""
+    if summary["status"] == "up_to_date":
+        return f"store {summary['store']} is already up to date (config hash {summary['config_hash']}); nothing to do"
+    rate = summary.get("subjects_per_second")
+    lines = [
+        f"preprocessed {summary['subjects_processed']} subject(s) in {summary['seconds']:.1f} s"
+        + (f" ({rate:.2f} subjects/s, {summary['workers']} worker(s))" if rate else "")
+        + (f"; reused {summary['subjects_reused']} from an interrupted run" if summary["subjects_reused"] else ""),
+        "  " + " | ".join(f"{s}: {v['subjects']} subjects, {v['slices']} slices" for s, v in summary["splits"].items()),
+    ]
+    if summary["skipped"]:
+        lines.append(f"  skipped {len(summary['skipped'])} subject(s) (also in skipped.csv):")
+        lines += [f"    {s['subject']}: {s['path']}: {s['reason']}" for s in summary["skipped"]]
+    lines.append(f"store: {summary['store']} (config hash {summary['config_hash']}, {summary['subjects_stored']} subjects)")
+    return "\n".join(lines)
