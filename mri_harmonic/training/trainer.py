@@ -1,0 +1,621 @@
+"""The trainer: CycleGAN / HarmonicGAN / DistanceGAN optimisation of two generators and two discriminators.
+
+One step follows the CycleGAN reference (junyanz/pytorch-CycleGAN-and-pix2pix, ``models/cycle_gan_model.py``,
+``optimize_parameters``): forward both cycles; update ``G_AB`` and ``G_BA`` jointly (one Adam) with the
+discriminators frozen; then update ``D_A`` and ``D_B`` jointly (one Adam) on real images and on generated images
+drawn through the image pools. The generators' objective (named terms) comes from
+:func:`mri_harmonic.models.losses.generator_losses`; ``loss.method`` chooses CycleGAN, HarmonicGAN (smoothness
+term) or DistanceGAN (distance term).
+
+Run folder (``out_dir``): ``config.yaml`` (resolved TrainConfig; run facts in header comments), ``run.json``,
+``metrics.csv``, ``train.log``, ``samples/step_NNNNNN.png``, ``checkpoints/{latest,step_NNNNNNN}.pt``,
+``tensorboard/`` (when tensorboard is installed) and ``summary.json`` at the end.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from mri_harmonic import __version__
+from mri_harmonic.config import config_hash, to_dict
+from mri_harmonic.data.datasets import PairedSliceDataset, UnpairedSliceDataset, to_network, to_unit
+from mri_harmonic.data.store import SliceStore
+from mri_harmonic.errors import UserInputError
+from mri_harmonic.models.losses import (
+    DistanceLoss,
+    GANLoss,
+    SmoothnessLoss,
+    discriminator_loss,
+    estimate_distance_stats,
+    generator_losses,
+)
+from mri_harmonic.models.networks import build_discriminator
+from mri_harmonic.training import checkpoint as ckpt_io
+from mri_harmonic.training.config import TrainConfig, config_differences, load_train_config, resume_hash
+from mri_harmonic.training.distributed import (
+    DistInfo,
+    ResumableDistributedSampler,
+    all_reduce_mean,
+    reduce_max,
+    cleanup_distributed,
+    env_dist_info,
+    init_distributed,
+    unwrap,
+    wrap_ddp,
+)
+from mri_harmonic.training.image_pool import ImagePool
+from mri_harmonic.training.logging import (
+    MetricsCSV,
+    TensorBoardWriter,
+    close_file_logger,
+    save_sample_grid,
+    setup_file_logger,
+)
+from mri_harmonic.utils.device import (
+    autocast,
+    describe_device,
+    memory_format,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+from mri_harmonic.utils.io import atomic_write_json, atomic_write_text, ensure_writable_dir
+
+#: ``--direction`` -> (domain A, domain B). Domain A is the source of ``G_AB``.
+DIRECTIONS: dict[str, tuple[str, str]] = {"flair2t1": ("flair", "t1"), "t12flair": ("t1", "flair")}
+
+
+# ---- state -------------------------------------------------------------------------------------------------------
+@dataclass
+class Criteria:
+    """Loss modules of one run (``smooth`` only for harmonic, ``dist_*`` only for distancegan)."""
+
+    gan: GANLoss
+    smooth: SmoothnessLoss | None = None
+    dist_ab: DistanceLoss | None = None
+    dist_ba: DistanceLoss | None = None
+
+
+@dataclass
+class TrainState:
+    """Everything a step reads and writes; ``nets`` may be DDP-wrapped (use :func:`unwrap` to save)."""
+
+    cfg: TrainConfig
+    device: torch.device
+    info: DistInfo
+    nets: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
+    pools: dict[str, ImagePool]
+    criteria: Criteria
+    distance_stats: dict[str, list[float]] | None = None
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def fmt(self) -> torch.memory_format:
+        return memory_format(self.device, self.cfg.channels_last)
+
+
+def linear_decay(epochs: int, epochs_decay: int):
+    """Reference ``linear`` policy: factor ``1 - max(0, e + 1 - epochs) / (epochs_decay + 1)`` at epoch ``e``."""
+    return lambda e: 1.0 - max(0, e + 1 - epochs) / float(epochs_decay + 1)
+
+
+def build_state(cfg: TrainConfig, device: torch.device, info: DistInfo = DistInfo(),
+                distance_stats: Mapping[str, list[float]] | None = None) -> TrainState:
+    """Networks (initialised, on ``device``, DDP-wrapped when distributed), Adams, schedules, pools, losses."""
+    fmt = memory_format(device, cfg.channels_last)
+    plain = {**ckpt_io.build_generators(cfg.model),
+             "D_A": build_discriminator(cfg.model, cfg.model.in_channels),
+             "D_B": build_discriminator(cfg.model, cfg.model.out_channels)}
+    nets = {k: wrap_ddp(v.to(device, memory_format=fmt), info, device) for k, v in plain.items()}
+    lr = cfg.optim.scaled_lr(cfg.data.batch_size * info.world_size)
+    betas = (cfg.optim.beta1, cfg.optim.beta2)
+    optimizers = {
+        "G": torch.optim.Adam([*nets["G_AB"].parameters(), *nets["G_BA"].parameters()], lr=lr, betas=betas),
+        "D": torch.optim.Adam([*nets["D_A"].parameters(), *nets["D_B"].parameters()], lr=lr, betas=betas),
+    }
+    rule = linear_decay(cfg.optim.epochs, cfg.optim.epochs_decay)
+    schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, rule) for k, o in optimizers.items()}
+    pools = {d: ImagePool(cfg.pool_size, seed=cfg.seed * 1000 + 2 * info.rank + i) for i, d in enumerate("AB")}
+    return TrainState(cfg, device, info, nets, optimizers, schedulers, pools,
+                      build_criteria(cfg, device, distance_stats), dict(distance_stats) if distance_stats else None)
+
+
+def build_criteria(cfg: TrainConfig, device: torch.device,
+                   distance_stats: Mapping[str, list[float]] | None = None) -> Criteria:
+    crit = Criteria(gan=GANLoss(cfg.loss.gan_mode).to(device))
+    if cfg.loss.method == "harmonic":
+        crit.smooth = SmoothnessLoss(cfg.loss.smoothness).to(device)
+    elif cfg.loss.method == "distancegan":
+        if distance_stats is None:
+            raise ValueError("method 'distancegan' needs distance_stats {'A': [mu, sigma], 'B': [mu, sigma]}")
+        a, b = tuple(distance_stats["A"]), tuple(distance_stats["B"])
+        crit.dist_ab = DistanceLoss(cfg.loss.distance_self).set_stats(source=a, target=b).to(device)
+        crit.dist_ba = DistanceLoss(cfg.loss.distance_self).set_stats(source=b, target=a).to(device)
+    return crit
+
+
+# ---- one step ----------------------------------------------------------------------------------------------------
+def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
+    for net in nets:
+        net.requires_grad_(flag)
+
+
+def generator_step(s: TrainState, real_a: torch.Tensor, real_b: torch.Tensor):
+    """Update ``G_AB`` and ``G_BA`` (discriminators frozen) -> (named losses, fake_a, fake_b)."""
+    g_ab, g_ba, n = s.nets["G_AB"], s.nets["G_BA"], s.nets
+    set_requires_grad([n["D_A"], n["D_B"]], False)
+    s.optimizers["G"].zero_grad(set_to_none=True)
+    use_idt = s.cfg.loss.lambda_identity > 0
+    with autocast(s.device, s.cfg.amp):
+        fake_b = g_ab(real_a)
+        rec_a = g_ba(fake_b)
+        fake_a = g_ba(real_b)
+        rec_b = g_ab(fake_a)
+        idt_a, idt_b = (g_ab(real_b), g_ba(real_a)) if use_idt else (None, None)
+        # Frozen discriminators are called unwrapped: their DDP hooks would wait for gradients that never come.
+        pred_fake_b, pred_fake_a = unwrap(n["D_B"])(fake_b), unwrap(n["D_A"])(fake_a)
+        c = s.criteria
+        losses = generator_losses(real_a, real_b, fake_b, rec_a, fake_a, rec_b, pred_fake_b, pred_fake_a,
+                                  s.cfg.loss, c.gan, idt_a=idt_a, idt_b=idt_b, smooth=c.smooth,
+                                  dist_ab=c.dist_ab, dist_ba=c.dist_ba)
+    losses["total"].backward()
+    s.optimizers["G"].step()
+    set_requires_grad([n["D_A"], n["D_B"]], True)
+    return losses, fake_a.detach(), fake_b.detach()
+
+
+def discriminator_step(s: TrainState, real_a, real_b, fake_a, fake_b) -> dict[str, torch.Tensor]:
+    """Update ``D_A`` (real vs fake A) and ``D_B`` (real vs fake B) on pooled fakes."""
+    s.optimizers["D"].zero_grad(set_to_none=True)
+    pooled_a = s.pools["A"].query(fake_a).to(memory_format=s.fmt)
+    pooled_b = s.pools["B"].query(fake_b).to(memory_format=s.fmt)
+    with autocast(s.device, s.cfg.amp):
+        loss_a = discriminator_loss(s.nets["D_A"], real_a, pooled_a, s.criteria.gan)
+        loss_b = discriminator_loss(s.nets["D_B"], real_b, pooled_b, s.criteria.gan)
+    (loss_a + loss_b).backward()
+    s.optimizers["D"].step()
+    return {"d_a": loss_a, "d_b": loss_b}
+
+
+def train_step(s: TrainState, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One optimisation step; returns detached named losses (``g_total`` is the generators' objective)."""
+    real_a = real_a.to(s.device, non_blocking=True).contiguous(memory_format=s.fmt)
+    real_b = real_b.to(s.device, non_blocking=True).contiguous(memory_format=s.fmt)
+    g_losses, fake_a, fake_b = generator_step(s, real_a, real_b)
+    d_losses = discriminator_step(s, real_a, real_b, fake_a, fake_b)
+    out = {("g_total" if k == "total" else k): v.detach() for k, v in g_losses.items()}
+    out.update({k: v.detach() for k, v in d_losses.items()})
+    return out
+
+
+# ---- checkpoints -------------------------------------------------------------------------------------------------
+def make_checkpoint(s: TrainState, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The checkpoint dict (see :mod:`mri_harmonic.training.checkpoint`) of the current state."""
+    return {
+        "format": ckpt_io.FORMAT, "version": ckpt_io.VERSION,
+        "step": s.step, "epoch": s.epoch, "batch_in_epoch": s.batch_in_epoch, "elapsed_s": s.elapsed_s,
+        "config": to_dict(s.cfg), "config_hash": config_hash(s.cfg), "package_version": __version__,
+        "method": s.cfg.loss.method, **dict(meta),
+        "models": {k: {n: t.detach().cpu() for n, t in unwrap(v).state_dict().items()} for k, v in s.nets.items()},
+        "optimizers": {k: o.state_dict() for k, o in s.optimizers.items()},
+        "schedulers": {k: sch.state_dict() for k, sch in s.schedulers.items()},
+        "pools": {k: p.state_dict() for k, p in s.pools.items()},
+        "distance_stats": s.distance_stats,
+        "rng": rng_state(),
+    }
+
+
+def restore_checkpoint(s: TrainState, ckpt: Mapping[str, Any]) -> None:
+    """Load weights, optimisers, schedules, pools, position and RNG states into ``s`` (RNG last)."""
+    for k, net in s.nets.items():
+        unwrap(net).load_state_dict(ckpt["models"][k])
+    for k, opt in s.optimizers.items():
+        opt.load_state_dict(ckpt["optimizers"][k])
+    for k, sch in s.schedulers.items():
+        sch.load_state_dict(ckpt["schedulers"][k])
+    for k, pool in s.pools.items():
+        pool.load_state_dict(ckpt["pools"][k], s.device)
+    s.step, s.epoch, s.batch_in_epoch = int(ckpt["step"]), int(ckpt["epoch"]), int(ckpt["batch_in_epoch"])
+    s.elapsed_s = float(ckpt.get("elapsed_s", 0.0))
+    set_rng_state(ckpt["rng"])
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader workers: seed numpy and ``random`` from the per-worker torch seed the loader derived."""
+    import random
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+# ---- run set-up ----------------------------------------------------------------------------------------------------
+def domains_for(direction: str) -> tuple[str, str]:
+    if direction not in DIRECTIONS:
+        raise UserInputError(f"--direction {direction!r} is not known; use one of {', '.join(DIRECTIONS)}")
+    return DIRECTIONS[direction]
+
+
+def resolve_config(out_dir: str | Path, config_path: str | Path | None = None,
+                   overrides: Iterable[str] | None = None, resume: bool = False) -> TrainConfig:
+    """The CLI's config: ``--config`` and ``--set``; with ``--resume`` and no ``--config`` the run's own config."""
+    if resume and config_path is None:
+        latest = ckpt_io.latest_path(out_dir)
+        if latest.is_file():
+            saved = ckpt_io.read_checkpoint(latest)["config"]
+            return load_train_config(None, overrides, base=saved)
+    return load_train_config(config_path, overrides)
+
+
+def check_store(store: SliceStore, domain_a: str, domain_b: str, cfg: TrainConfig) -> None:
+    """One-line errors for a store the networks cannot train on."""
+    store.require(split="train", modalities=[domain_a, domain_b])
+    h, w = store.image_size
+    k = 2 ** cfg.model.n_downsampling
+    if h % k or w % k:
+        raise UserInputError(
+            f"store {store.path} has {h}x{w} slices, not divisible by 2**model.n_downsampling = {k}; "
+            "rebuild the store with another size or lower model.n_downsampling")
+    p = cfg.loss.smoothness.patch_size
+    if cfg.loss.method == "harmonic" and (h % p or w % p):
+        raise UserInputError(
+            f"store {store.path} has {h}x{w} slices, not divisible by loss.smoothness.patch_size = {p}; "
+            "choose a patch size that divides both sides")
+
+
+def check_resume(ckpt: Mapping[str, Any], cfg: TrainConfig, direction: str, store: SliceStore, out_dir: Path) -> None:
+    """``--resume`` must continue the same run: same direction, store content and (non-run-length) config."""
+    if ckpt["direction"] != direction:
+        raise UserInputError(
+            f"--resume: run {out_dir} was trained with --direction {ckpt['direction']}, not {direction}; "
+            f"pass --direction {ckpt['direction']} or another --out")
+    if ckpt.get("store_config_hash") != store.config_hash:
+        raise UserInputError(
+            f"--resume: store {store.path} (config hash {store.config_hash}) is not the store run {out_dir} was trained "
+            f"on ({ckpt.get('store')}, hash {ckpt.get('store_config_hash')}); pass that store or another --out")
+    if resume_hash(ckpt["config"]) != resume_hash(cfg):
+        diff = "; ".join(config_differences(ckpt["config"], cfg)[:4])
+        raise UserInputError(
+            f"--resume: the config differs from the one run {out_dir} was trained with ({diff}); resume with the same "
+            "config (omit --config to reuse the run's own) or train into another --out")
+
+
+def prepare_run(store: SliceStore, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool,
+                device: torch.device) -> dict[str, Any] | None:
+    """Check inputs and the run folder (read-only, on every rank); return the checkpoint to resume, if any."""
+    domain_a, domain_b = domains_for(direction)
+    check_store(store, domain_a, domain_b, cfg)
+    ensure_writable_dir(out_dir, "--out folder")
+    latest = ckpt_io.latest_path(out_dir)
+    if not resume:
+        if latest.is_file():
+            raise UserInputError(
+                f"--out {out_dir} already holds a run (checkpoints/latest.pt); add --resume to continue it or pick another --out")
+        return None
+    if not latest.is_file():
+        raise UserInputError(f"--resume: {out_dir} has no checkpoint to resume (checkpoints/latest.pt missing); drop --resume")
+    ckpt = ckpt_io.read_checkpoint(latest, map_location=device)
+    check_resume(ckpt, cfg, direction, store, out_dir)
+    return ckpt
+
+
+def estimate_domain_stats(store: SliceStore, dataset: UnpairedSliceDataset, cfg: TrainConfig) -> dict[str, list[float]]:
+    """DistanceGAN's per-domain distance mean/std over evenly spaced training slices."""
+    out = {}
+    for key, modality, rows in (("A", dataset.domain_a, dataset.rows_a), ("B", dataset.domain_b, dataset.rows_b)):
+        pick = rows[np.unique(np.linspace(0, len(rows) - 1, min(len(rows), cfg.distance_stats_slices)).astype(int))]
+        arr = store.array("train", modality)
+        imgs = (to_network(arr[int(r)]) for r in pick)
+        mu, sd = estimate_distance_stats(imgs, self_distance=cfg.loss.distance_self, max_items=None)
+        out[key] = [mu, sd]
+    return out
+
+
+def write_run_files(out_dir: Path, cfg: TrainConfig, meta: Mapping[str, Any], device: torch.device, info: DistInfo) -> None:
+    """``config.yaml`` (loadable with ``--config``; run facts as header comments) and ``run.json``."""
+    header = [f"# resolved config, hash {config_hash(cfg)}", f"# mri-harmonic {__version__}; method {cfg.loss.method}"]
+    header += [f"# {k}: {v}" for k, v in meta.items()]
+    atomic_write_text(out_dir / "config.yaml", "\n".join(header) + "\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_json(out_dir / "run.json", {
+        **meta, "method": cfg.loss.method, "config_hash": config_hash(cfg), "package_version": __version__,
+        "device": describe_device(device), "world_size": info.world_size})
+
+
+# ---- samples -------------------------------------------------------------------------------------------------------
+class SampleGrid:
+    """Fixed slices (of ``data.sample_split``, else train) translated both ways; both modalities of each slice."""
+
+    def __init__(self, store: SliceStore, domain_a: str, domain_b: str, cfg: TrainConfig):
+        split = cfg.data.sample_split if cfg.data.sample_split in store.splits else "train"
+        ds = PairedSliceDataset(store, split=split, modalities=(domain_a, domain_b))
+        man = ds.manifest
+        pool = np.flatnonzero(man["tumour_fraction"].to_numpy() > 0)
+        pool = pool if len(pool) >= cfg.sample_slices else np.arange(len(man))
+        idx = pool[np.unique(np.linspace(0, len(pool) - 1, min(len(pool), cfg.sample_slices)).astype(int))]
+        items = [ds[int(i)] for i in idx]
+        self.a = torch.stack([it[domain_a] for it in items])
+        self.b = torch.stack([it[domain_b] for it in items])
+        self.labels = [f"{it['subject']} z{it['slice_index']}" for it in items]
+        self.names = (domain_a, domain_b)
+        self.split = split
+
+    @torch.no_grad()
+    def save(self, s: TrainState, path: Path) -> Path:
+        a, b = self.names
+        g_ab, g_ba = unwrap(s.nets["G_AB"]), unwrap(s.nets["G_BA"])
+        was = g_ab.training, g_ba.training
+        g_ab.eval(), g_ba.eval()
+        with autocast(s.device, s.cfg.amp):
+            ra, rb = self.a.to(s.device), self.b.to(s.device)
+            fb, fa = g_ab(ra), g_ba(rb)
+            cols = [ra, fb, g_ba(fb), rb, rb, fa, g_ab(fa), ra]
+        g_ab.train(was[0]), g_ba.train(was[1])
+        cols = [to_unit(c.float()).cpu().numpy()[:, 0] for c in cols]
+        rows = [[c[r] for c in cols] for r in range(len(self.labels))]
+        titles = [f"{a}", f"G_AB: {b}'", f"G_BA(G_AB): {a}''", f"real {b}",
+                  f"{b}", f"G_BA: {a}'", f"G_AB(G_BA): {b}''", f"real {a}"]
+        return save_sample_grid(path, rows, titles, self.labels, title=f"step {s.step} ({self.split} slices)")
+
+
+# ---- rank 0's outputs ----------------------------------------------------------------------------------------------
+class Reporter:
+    """What rank 0 writes: run files, ``train.log``, ``metrics.csv``, TensorBoard, sample grids, checkpoints."""
+
+    def __init__(self, out_dir: Path, s: TrainState, meta: Mapping[str, Any], store: SliceStore,
+                 resume_step: int | None):
+        self.out_dir, self.meta, self.cfg = out_dir, dict(meta), s.cfg
+        write_run_files(out_dir, s.cfg, meta, s.device, s.info)
+        self.log = setup_file_logger(out_dir / "train.log")
+        self.resume_step = resume_step
+        self.csv: MetricsCSV | None = None
+        self.tb = TensorBoardWriter(out_dir / "tensorboard", s.cfg.tensorboard)
+        self.log.info("tensorboard events %s", self.tb.reason)
+        self.grid = SampleGrid(store, meta["domain_a"], meta["domain_b"], s.cfg)
+        self.last_sample = self.last_checkpoint = -1
+
+    def metrics(self, s: TrainState, means: Mapping[str, float], pairs_per_s: float) -> None:
+        if self.csv is None:
+            self.csv = MetricsCSV(self.out_dir / "metrics.csv", list(means), resume_step=self.resume_step)
+        lr = s.optimizers["G"].param_groups[0]["lr"]
+        self.csv.append({"step": s.step, "epoch": s.epoch, "elapsed_s": round(s.elapsed_s, 3),
+                         "pairs_per_s": pairs_per_s, "lr": lr, **means})
+        self.tb.scalars({**{f"loss/{k}": v for k, v in means.items()}, "pairs_per_s": pairs_per_s, "lr": lr}, s.step)
+        self.log.info("step %d epoch %d %.1f pairs/s lr %.3g %s", s.step, s.epoch, pairs_per_s, lr,
+                      " ".join(f"{k}={v:.4g}" for k, v in means.items()))
+
+    def samples(self, s: TrainState) -> None:
+        self.grid.save(s, self.out_dir / "samples" / f"step_{s.step:06d}.png")
+        self.last_sample = s.step
+
+    def checkpoint(self, s: TrainState, periodic: bool) -> Path:
+        path = ckpt_io.save_checkpoint(make_checkpoint(s, self.meta), self.out_dir, periodic=periodic,
+                                       keep=self.cfg.keep_checkpoints)
+        self.last_checkpoint = s.step
+        return path
+
+    def finish(self, s: TrainState, summary: dict[str, Any]) -> None:
+        if self.last_checkpoint != s.step or not ckpt_io.latest_path(self.out_dir).is_file():
+            self.checkpoint(s, periodic=False)
+        if self.last_sample != s.step and summary["steps_this_run"] > 0:
+            self.samples(s)
+        atomic_write_json(self.out_dir / "summary.json", summary)
+        how = {"signal": "stopped by a signal", "time_budget": "stopped at the time budget",
+               "max_steps": "stopped at max_steps", "completed": "completed"}[summary["stopped"]]
+        msg = f"{how} at step {s.step} (epoch {s.epoch}); checkpoint {summary['checkpoint']}"
+        if summary["stopped"] != "completed":
+            msg += "; continue with the same command plus --resume"
+        self.log.info(msg)
+        summary["message"] = msg
+        self.tb.close()
+
+
+# ---- stopping ------------------------------------------------------------------------------------------------------
+class StopRequest:
+    """SIGINT/SIGTERM set a flag: the loop finishes the current step, checkpoints and returns. A second Ctrl-C
+    interrupts at once. Handlers are installed only in the main thread and restored afterwards."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def handler(self, signum: int, frame: Any = None) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self.handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def stop_reason(s: TrainState, stop: StopRequest) -> str | None:
+    """Why this process would stop after the current step (``None`` = go on); time is ``s.elapsed_s``."""
+    cfg = s.cfg
+    if stop.signal:
+        return "signal"
+    if cfg.max_steps is not None and s.step >= cfg.max_steps:
+        return "max_steps"
+    if cfg.time_budget_minutes is not None and s.elapsed_s >= 60 * cfg.time_budget_minutes:
+        return "time_budget"
+    return None
+
+
+_STOP_CODES = {None: 0, "time_budget": 1, "signal": 2}
+#: Under DDP, signals and the time budget (which differ between processes) are agreed on every this many steps.
+STOP_SYNC_EVERY = 10
+
+
+def agreed_stop(s: TrainState, stop: StopRequest) -> str | None:
+    """:func:`stop_reason`, made the same on every process (``max_steps`` is; the others are agreed every
+    :data:`STOP_SYNC_EVERY` steps with one all-reduce, the strongest reason winning)."""
+    reason = stop_reason(s, stop)
+    if not s.info.enabled or reason == "max_steps":
+        return reason
+    if s.step % STOP_SYNC_EVERY:
+        return None
+    code = reduce_max(_STOP_CODES[reason], s.info, s.device)
+    return {v: k for k, v in _STOP_CODES.items()}[int(code)]
+
+
+# ---- the loop ------------------------------------------------------------------------------------------------------
+def train(store: str | Path | SliceStore, out_dir: str | Path, direction: str = "flair2t1",
+          config: TrainConfig | None = None, resume: bool = False, *, progress: bool = True) -> dict[str, Any]:
+    """Train ``G_AB: A -> B`` and ``G_BA: B -> A`` (A, B from ``direction``) on the store's train split.
+
+    Under torchrun each process trains one DDP replica; rank 0 writes the run folder. Returns a summary dict
+    (``stopped`` is ``completed``, ``max_steps``, ``time_budget`` or ``signal``).
+    """
+    cfg = config or resolve_config(out_dir, resume=resume)
+    info = env_dist_info()
+    device = resolve_device(cfg.device, local_rank=info.local_rank if info.enabled else None)
+    info = init_distributed(device.type)
+    try:
+        return _train(store, Path(out_dir), direction, cfg, resume, device, info, progress)
+    finally:
+        if info.is_main:
+            close_file_logger()
+        cleanup_distributed()
+
+
+def _train(store, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool, device: torch.device,
+           info: DistInfo, progress: bool) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    store = store if isinstance(store, SliceStore) else SliceStore(store)
+    domain_a, domain_b = domains_for(direction)
+    ckpt = prepare_run(store, out_dir, direction, cfg, resume, device)
+    seed_everything(cfg.seed, cfg.deterministic)
+    if device.type == "cuda" and not cfg.deterministic:
+        torch.backends.cudnn.benchmark = True
+    dataset = UnpairedSliceDataset(store, domain_a, domain_b, "train", disjoint_halves=cfg.data.disjoint_halves,
+                                   seed=cfg.seed)
+    stats = ckpt["distance_stats"] if ckpt else (
+        estimate_domain_stats(store, dataset, cfg) if cfg.loss.method == "distancegan" else None)
+    s = build_state(cfg, device, info, stats)
+    if ckpt:
+        restore_checkpoint(s, ckpt)
+    sampler, loader = make_loader(dataset, cfg, info, device)
+    steps_per_epoch = -(-sampler.num_samples // cfg.data.batch_size)
+    total = (cfg.optim.epochs + cfg.optim.epochs_decay) * steps_per_epoch
+    planned = total if cfg.max_steps is None else min(cfg.max_steps, total)
+    meta = {"direction": direction, "domain_a": domain_a, "domain_b": domain_b, "image_size": list(store.image_size),
+            "store": str(store.path), "store_config_hash": store.config_hash}
+    rep = Reporter(out_dir, s, meta, store, resume_step=s.step if ckpt else None) if info.is_main else None
+    if rep:
+        rep.log.info("%s training %s (%s -> %s) on %s, %s; %d process(es); %d steps planned (%d per epoch), from step %d",
+                     "resumed" if ckpt else "started", cfg.loss.method, domain_a, domain_b, store.path,
+                     describe_device(device), info.world_size, planned, steps_per_epoch, s.step)
+    bar = tqdm(total=planned, initial=min(s.step, planned), disable=not (progress and info.is_main),
+               desc=f"{cfg.loss.method} {direction}", unit="step", dynamic_ncols=True)
+    started, steps_before = time.perf_counter(), s.step
+    reason = run_epochs(s, dataset, sampler, loader, rep, bar)
+    bar.close()
+    wall = max(time.perf_counter() - started, 1e-9)
+    summary = {"run_dir": str(out_dir), "method": cfg.loss.method, "direction": direction, "stopped": reason,
+               "step": s.step, "epoch": s.epoch, "steps_this_run": s.step - steps_before,
+               "elapsed_s": round(s.elapsed_s, 3),
+               "pairs_per_s": round((s.step - steps_before) * cfg.data.batch_size * info.world_size / wall, 3),
+               "checkpoint": str(ckpt_io.latest_path(out_dir))}
+    if rep:
+        rep.finish(s, summary)
+    return summary
+
+
+def make_loader(dataset, cfg: TrainConfig, info: DistInfo, device: torch.device):
+    """Seeded, shardable, resumable sampler and its DataLoader."""
+    sampler = ResumableDistributedSampler(dataset, info, seed=cfg.seed, max_samples=cfg.data.max_slices_per_epoch)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=cfg.data.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
+        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed + info.rank),
+        worker_init_fn=seed_worker, persistent_workers=False)
+    return sampler, loader
+
+
+def run_epochs(s: TrainState, dataset, sampler, loader, rep: Reporter | None, bar) -> str:
+    """The loop: epochs from ``s.epoch`` (mid-epoch from ``s.batch_in_epoch``) until done or stopped."""
+    cfg = s.cfg
+    total_epochs = cfg.optim.epochs + cfg.optim.epochs_decay
+    meter = Meter(cfg.data.batch_size * s.info.world_size)
+    started, base_elapsed = time.perf_counter(), s.elapsed_s
+    reason = stop_reason(s, StopRequest())  # e.g. resumed at max_steps: nothing to do
+    with StopRequest() as stop:
+        while reason is None and s.epoch < total_epochs:
+            dataset.set_epoch(s.epoch)
+            sampler.set_epoch(s.epoch)
+            sampler.set_start(s.batch_in_epoch * cfg.data.batch_size)
+            for batch in loader:
+                meter.add(train_step(s, batch["A"], batch["B"]))
+                s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + 1
+                s.elapsed_s = base_elapsed + time.perf_counter() - started
+                bar.update(1)
+                reason = agreed_stop(s, stop)
+                after_step(s, meter, rep, bar, force_log=reason is not None)
+                if reason:
+                    break
+            else:  # epoch complete: next epoch's learning rate (reference: scheduler.step() once per epoch)
+                s.epoch, s.batch_in_epoch = s.epoch + 1, 0
+                for sch in s.schedulers.values():
+                    sch.step()
+    s.elapsed_s = base_elapsed + time.perf_counter() - started
+    return reason or "completed"
+
+
+@dataclass
+class Meter:
+    """Loss sums and training time over the current logging interval."""
+
+    pairs_per_step: int
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    n: int = 0
+    t0: float = field(default_factory=time.perf_counter)
+    io_s: float = 0.0
+
+    def add(self, losses: Mapping[str, torch.Tensor]) -> None:
+        self.sums = {k: self.sums.get(k, 0.0) + v for k, v in losses.items()}
+        self.n += 1
+
+    def flush(self, info: DistInfo) -> tuple[dict[str, float], float]:
+        """(losses averaged over steps and processes, pairs/s excluding sample/checkpoint writing); resets."""
+        means = all_reduce_mean({k: v / self.n for k, v in self.sums.items()}, info)
+        pps = self.n * self.pairs_per_step / max(time.perf_counter() - self.t0 - self.io_s, 1e-9)
+        self.sums, self.n, self.t0, self.io_s = {}, 0, time.perf_counter(), 0.0
+        return means, pps
+
+
+def after_step(s: TrainState, meter: Meter, rep: Reporter | None, bar, force_log: bool = False) -> None:
+    """Log (all processes take part in the reduction), write samples and checkpoints (rank 0)."""
+    cfg = s.cfg
+    if s.step % cfg.log_every == 0 or force_log:
+        means, pps = meter.flush(s.info)
+        if rep:
+            rep.metrics(s, means, pps)
+            bar.set_postfix({k: f"{means[k]:.3g}" for k in ("g_total", "cycle_a", "d_b") if k in means}
+                            | {"pairs/s": f"{pps:.2f}"})
+    t_io = time.perf_counter()
+    if rep and cfg.sample_every and s.step % cfg.sample_every == 0:
+        rep.samples(s)
+    if rep and s.step % cfg.checkpoint_every == 0:
+        rep.checkpoint(s, periodic=True)
+    meter.io_s += time.perf_counter() - t_io

@@ -1,0 +1,120 @@
+"""Device choice, mixed precision, memory format and seeding: the few places where hardware shows through.
+
+``auto`` picks CUDA, then Apple MPS, then CPU. On CUDA the trainer uses bf16 autocast (bf16 has fp32's exponent
+range, so no gradient scaler is needed) and the channels_last memory format (faster convolutions on tensor cores).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from typing import Any, ContextManager
+
+import numpy as np
+import torch
+
+from mri_harmonic.errors import UserInputError
+
+
+def mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def resolve_device(name: str = "auto", local_rank: int | None = None, key: str = "device") -> torch.device:
+    """``auto|cpu|cuda|mps`` -> a :class:`torch.device`; ``cuda:LOCAL_RANK`` under torchrun.
+
+    Raises a one-line :class:`UserInputError` naming ``key`` when the requested device is not available.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else ("mps" if mps_available() else "cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UserInputError(f"key '{key}' is 'cuda' but CUDA is not available here; use {key}=auto or {key}=cpu")
+        index = local_rank if local_rank is not None else torch.cuda.current_device()
+        if index >= torch.cuda.device_count():
+            raise UserInputError(
+                f"process LOCAL_RANK {index} needs GPU {index} but only {torch.cuda.device_count()} are visible; "
+                "start no more processes per node than GPUs (torchrun --nproc_per_node)"
+            )
+        return torch.device("cuda", index)
+    if name == "mps":
+        if not mps_available():
+            raise UserInputError(f"key '{key}' is 'mps' but Apple MPS is not available here; use {key}=auto or {key}=cpu")
+        return torch.device("mps")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise UserInputError(f"key '{key}' must be one of auto, cpu, cuda, mps; got {name!r}")
+
+
+def describe_device(device: torch.device) -> str:
+    """Human-readable name, e.g. ``cuda:0 (NVIDIA H100 80GB HBM3)`` or ``cpu (2 threads)``."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return str(device)
+
+
+def autocast(device: torch.device, enabled: bool = True) -> ContextManager[Any]:
+    """bf16 autocast on CUDA when ``enabled``; a no-op context elsewhere (fp32 on CPU and MPS)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def memory_format(device: torch.device, channels_last: bool = True) -> torch.memory_format:
+    """``torch.channels_last`` on CUDA when asked, else ``torch.contiguous_format``."""
+    return torch.channels_last if (channels_last and device.type == "cuda") else torch.contiguous_format
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python ``random``, numpy and torch (all devices); optionally force deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)  # e.g. reflection-pad backward on CUDA has none
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def rng_state() -> dict[str, Any]:
+    """All global RNG states as plain types and tensors (loadable with ``torch.load(weights_only=True)``)."""
+    np_state = np.random.get_state(legacy=False)
+    return {
+        "python": _to_plain(random.getstate()),
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np.asarray(np_state["state"]["key"], dtype=np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`rng_state`."""
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state({
+        "bit_generator": n["bit_generator"],
+        "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+        "has_gauss": n["has_gauss"],
+        "gauss": n["gauss"],
+    })
+    torch.set_rng_state(state["torch"].cpu())
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _to_plain(x: Any) -> Any:
+    if isinstance(x, tuple):
+        return [_to_plain(v) for v in x]
+    return x

@@ -1,0 +1,102 @@
+"""Every YAML file in configs/ loads through its dataclass; the method variants differ only in loss.method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mri_harmonic.config import load_config, to_dict
+from mri_harmonic.errors import UserInputError
+from mri_harmonic.training.config import (
+    TrainConfig,
+    config_differences,
+    load_train_config,
+    resume_hash,
+)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ALL = sorted(CONFIGS.glob("*.yaml"))
+TRAIN = [p for p in ALL if not p.name.startswith("preprocess-")]
+PREPROCESS = [p for p in ALL if p.name.startswith("preprocess-")]
+
+
+def test_configs_folder_has_the_presets():
+    names = {p.name for p in TRAIN}
+    for base in ("phantom-cpu", "brats-paper"):
+        for suffix in ("", "-cyclegan", "-distancegan"):
+            assert f"{base}{suffix}.yaml" in names
+
+
+@pytest.mark.parametrize("path", TRAIN, ids=lambda p: p.name)
+def test_train_config_loads(path):
+    cfg = load_train_config(path)
+    assert isinstance(cfg, TrainConfig)
+
+
+@pytest.mark.parametrize("path", PREPROCESS, ids=lambda p: p.name)
+def test_preprocess_config_loads(path):
+    data_config = pytest.importorskip("mri_harmonic.data.config")
+    load_config(data_config.PreprocessConfig, path)
+
+
+@pytest.mark.parametrize("base", ["phantom-cpu", "brats-paper"])
+def test_method_variants_differ_only_in_the_method(base):
+    ref = load_train_config(CONFIGS / f"{base}.yaml")
+    assert ref.loss.method == "harmonic"
+    for method in ("cyclegan", "distancegan"):
+        var = load_train_config(CONFIGS / f"{base}-{method}.yaml")
+        assert config_differences(ref, var, ignore=()) == [f"loss.method: 'harmonic' -> '{method}'"]
+
+
+def test_brats_paper_is_the_paper_setting():
+    cfg = load_train_config(CONFIGS / "brats-paper.yaml")
+    assert (cfg.model.ngf, cfg.model.n_blocks, cfg.model.ndf, cfg.model.d_layers) == (64, 9, 64, 3)
+    assert (cfg.optim.lr, cfg.optim.beta1, cfg.optim.epochs, cfg.optim.epochs_decay) == (2e-4, 0.5, 100, 100)
+    assert cfg.data.batch_size == 1 and cfg.pool_size == 50 and cfg.loss.lambda_cycle == 10
+
+
+def test_phantom_preset_has_a_budget():
+    cfg = load_train_config(CONFIGS / "phantom-cpu.yaml")
+    assert cfg.time_budget_minutes is not None and cfg.time_budget_minutes <= 10
+    assert cfg.max_steps is not None
+
+
+def test_extends_merges_and_rejects_cycles_and_missing_parents(tmp_path):
+    (tmp_path / "base.yaml").write_text("model:\n  ngf: 16\n  n_blocks: 3\nseed: 4\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\nmodel:\n  ngf: 8\n")
+    cfg = load_train_config(tmp_path / "child.yaml", ["seed=5"])
+    assert (cfg.model.ngf, cfg.model.n_blocks, cfg.seed) == (8, 3, 5)
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(UserInputError, match="cycle"):
+        load_train_config(tmp_path / "a.yaml")
+    (tmp_path / "orphan.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(UserInputError, match="nowhere.yaml"):
+        load_train_config(tmp_path / "orphan.yaml")
+
+
+def test_unknown_key_and_wrong_type_name_key_and_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  learning_rate: 0.1\n")
+    with pytest.raises(UserInputError, match=r"bad.yaml: key 'optim.learning_rate' is not a known setting"):
+        load_train_config(bad)
+    bad.write_text("data:\n  batch_size: big\n")
+    with pytest.raises(UserInputError, match=r"key 'data.batch_size' must be an integer"):
+        load_train_config(bad)
+    with pytest.raises(UserInputError, match="optim.lr"):
+        load_train_config(None, ["optim.lr=-1"])
+
+
+def test_resume_hash_ignores_only_run_length_keys():
+    a = TrainConfig()
+    b = load_train_config(None, ["max_steps=10", "time_budget_minutes=3", "log_every=7", "device=cpu"])
+    c = load_train_config(None, ["loss.lambda_smooth=3"])
+    assert resume_hash(a) == resume_hash(b) == resume_hash(to_dict(b))
+    assert resume_hash(a) != resume_hash(c)
+
+
+def test_lr_scaling_rule():
+    assert load_train_config(None, ["optim.lr_scaling=sqrt"]).optim.scaled_lr(4) == pytest.approx(4e-4)
+    assert load_train_config(None, ["optim.lr_scaling=linear"]).optim.scaled_lr(4) == pytest.approx(8e-4)
+    assert TrainConfig().optim.scaled_lr(4) == pytest.approx(2e-4)

@@ -1,0 +1,259 @@
+"""Trainer, checkpoints, resume, signals, DDP and the ``train`` CLI, on the tiny synthetic store (CPU)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_synthetic_store
+from mri_harmonic.cli import main as cli_main
+from mri_harmonic.errors import UserInputError
+from mri_harmonic.training.checkpoint import load_run, read_checkpoint
+from mri_harmonic.training.config import TrainConfig, load_train_config
+from mri_harmonic.training.distributed import DistInfo, ResumableDistributedSampler
+from mri_harmonic.training.image_pool import ImagePool
+from mri_harmonic.training.trainer import build_state, linear_decay, train, train_step
+
+TINY = ["model.ngf=8", "model.ndf=8", "model.n_blocks=2", "loss.smoothness.patch_size=8", "device=cpu",
+        "log_every=1", "sample_every=0", "checkpoint_every=1000", "tensorboard=false"]
+
+
+def tiny(*extra: str) -> TrainConfig:
+    return load_train_config(None, [*TINY, *extra])
+
+
+def metrics(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def cli(*args) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from mri_harmonic.cli import app
+
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    code = res.exit_code
+    if isinstance(res.exception, UserInputError):  # CliRunner bypasses main(); mirror its handling
+        return 2, f"error: {res.exception}"
+    return code, res.output
+
+
+# ---- the step ------------------------------------------------------------------------------------------------------
+def test_steps_lower_the_cycle_loss_on_a_fixed_batch(synthetic_store):
+    from mri_harmonic.data.datasets import UnpairedSliceDataset
+
+    torch.manual_seed(0)
+    ds = UnpairedSliceDataset(synthetic_store, "flair", "t1")
+    a = torch.stack([ds[i]["A"] for i in range(2)])
+    b = torch.stack([ds[i]["B"] for i in range(2)])
+    state = build_state(tiny("data.batch_size=2"), torch.device("cpu"))
+    cyc = []
+    for _ in range(30):
+        losses = train_step(state, a, b)
+        cyc.append(float(losses["cycle_a"] + losses["cycle_b"]))
+        assert {"gan_ab", "smooth_a", "smooth_b", "d_a", "d_b", "g_total"} <= set(losses)
+    assert np.mean(cyc[-3:]) < 0.7 * np.mean(cyc[:3]), cyc
+
+
+def test_linear_decay_matches_the_reference_rule():
+    rule = linear_decay(3, 4)
+    # reference: 1 - max(0, epoch + epoch_count - n_epochs) / (n_epochs_decay + 1), epoch_count = 1
+    expected = [1 - max(0, e + 1 - 3) / 5 for e in range(7)]
+    assert [rule(e) for e in range(7)] == pytest.approx(expected)
+    assert rule(6) == pytest.approx(0.2) and rule(1) == 1.0
+
+
+def test_image_pool_fills_then_swaps_half_the_time_and_round_trips():
+    pool = ImagePool(pool_size=4, seed=1)
+    imgs = [torch.full((1, 1, 2, 2), float(i)) for i in range(200)]
+    out = [pool.query(x) for x in imgs[:4]]
+    assert all(torch.equal(o, x) for o, x in zip(out, imgs[:4])) and len(pool) == 4
+    returned_old = sum(not torch.equal(pool.query(x), x) for x in imgs[4:])
+    assert 60 < returned_old < 136  # Binomial(196, 1/2): ~98 +- 7
+    clone = ImagePool(pool_size=4, seed=99)
+    clone.load_state_dict(pool.state_dict())
+    probe = torch.full((3, 1, 2, 2), -5.0)
+    assert torch.equal(pool.query(probe), clone.query(probe))
+    assert torch.equal(ImagePool(0).query(probe), probe)
+
+
+def test_sampler_shards_caps_and_resumes_mid_epoch():
+    data = list(range(10))
+    full = [list(ResumableDistributedSampler(data, DistInfo(r, 2, r), seed=3)) for r in range(2)]
+    assert sorted(full[0] + full[1]) == data  # 10 = 2 x 5: no padding, disjoint ranks
+    capped = ResumableDistributedSampler(data, DistInfo(), seed=3, max_samples=4)
+    capped.set_epoch(2)
+    order = list(capped)
+    assert len(order) == 4 and len(set(order)) == 4
+    capped.set_epoch(2)
+    capped.set_start(3)
+    assert list(capped) == order[3:] and list(capped) == order  # start applies once
+
+
+# ---- runs ----------------------------------------------------------------------------------------------------------
+def test_run_folder_checkpoint_and_load_run(synthetic_store, tmp_path):
+    out = tmp_path / "run"
+    summary = train(synthetic_store, out, "t12flair", tiny("max_steps=4", "sample_every=2", "checkpoint_every=2",
+                                                            "keep_checkpoints=1"), progress=False)
+    assert summary["stopped"] == "max_steps" and summary["step"] == 4
+    for name in ("config.yaml", "run.json", "metrics.csv", "train.log", "summary.json", "samples/step_000004.png"):
+        assert (out / name).is_file(), name
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest.pt", "step_0000004.pt"]
+    assert "method: harmonic" in (out / "config.yaml").read_text()
+    assert load_train_config(out / "config.yaml").loss.method == "harmonic"  # config.yaml reproduces the run
+    rows = metrics(out)
+    assert [r["step"] for r in rows] == ["1", "2", "3", "4"]
+    assert {"epoch", "elapsed_s", "pairs_per_s", "lr", "cycle_a", "smooth_b", "d_a"} <= set(rows[0])
+
+    ckpt = torch.load(out / "checkpoints" / "latest.pt", weights_only=True)
+    assert ckpt["format"] == "mri-harmonic-checkpoint" and ckpt["version"] == 1
+    assert (ckpt["method"], ckpt["direction"], ckpt["domain_a"], ckpt["domain_b"]) == ("harmonic", "t12flair", "t1", "flair")
+    assert ckpt["image_size"] == [32, 32] and ckpt["store_config_hash"] == "synthetic000"
+    assert set(ckpt["models"]) == {"G_AB", "G_BA", "D_A", "D_B"} and set(ckpt["pools"]) == {"A", "B"}
+    assert {"optimizers", "schedulers", "rng", "epoch", "batch_in_epoch", "config_hash", "package_version"} <= set(ckpt)
+
+    run = load_run(out)
+    assert (run.method, run.direction, run.step, run.image_size) == ("harmonic", "t12flair", 4, (32, 32))
+    g = run.generator_for("t1")
+    assert g is run.generators["G_AB"] and not g.training and run.target_of("t1") == "flair"
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        y = g(x)
+    assert y.shape == x.shape and y.abs().max() <= 1
+    from mri_harmonic.training.checkpoint import build_generators
+    ref = build_generators(run.config.model)["G_AB"].eval()
+    ref.load_state_dict(ckpt["models"]["G_AB"])
+    with torch.no_grad():
+        assert torch.equal(ref(x), y)
+    with pytest.raises(UserInputError, match="not from 't2'"):
+        run.generator_for("t2")
+    with pytest.raises(UserInputError, match=str(tmp_path / "empty")):
+        (tmp_path / "empty").mkdir()
+        load_run(tmp_path / "empty")
+
+
+def test_resume_continues_exactly(synthetic_store, tmp_path):
+    # 4-slice epochs, 1 constant + 3 decaying epochs: the split at step 3 and the epoch boundary at 4 both matter
+    extra = ["data.max_slices_per_epoch=4", "optim.epochs=1", "optim.epochs_decay=3", "pool_size=2"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(synthetic_store, straight, "flair2t1", tiny(*extra, "max_steps=7"), progress=False)
+    train(synthetic_store, split, "flair2t1", tiny(*extra, "max_steps=3"), progress=False)
+    ckpt = read_checkpoint(split / "checkpoints" / "latest.pt")
+    assert (ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]) == (3, 0, 3)
+    train(synthetic_store, split, "flair2t1", tiny(*extra, "max_steps=7"), resume=True, progress=False)
+    a, b = metrics(straight), metrics(split)
+    assert [r["step"] for r in b] == [str(i) for i in range(1, 8)]
+    drop = {"elapsed_s", "pairs_per_s"}
+    assert [{k: v for k, v in r.items() if k not in drop} for r in a] == [{k: v for k, v in r.items() if k not in drop} for r in b]
+    assert a[-1]["lr"] != a[0]["lr"]  # the decay phase was reached
+    wa, wb = (read_checkpoint(p / "checkpoints" / "latest.pt")["models"] for p in (straight, split))
+    for net in wa:
+        for k in wa[net]:
+            assert torch.equal(wa[net][k], wb[net][k]), (net, k)
+
+
+def test_cyclegan_and_distancegan_record_their_method(synthetic_store, tmp_path):
+    for method in ("cyclegan", "distancegan"):
+        out = tmp_path / method
+        train(synthetic_store, out, "flair2t1", tiny(f"loss.method={method}", "max_steps=2"), progress=False)
+        ckpt = read_checkpoint(out / "checkpoints" / "latest.pt")
+        assert ckpt["method"] == method and f"method: {method}" in (out / "config.yaml").read_text()
+        cols = set(metrics(out)[0])
+        assert not {"smooth_a", "smooth_b"} & cols
+        assert ({"dist_ab", "dist_ba"} <= cols) == (method == "distancegan")
+        if method == "distancegan":
+            mu, sd = ckpt["distance_stats"]["A"]
+            assert sd > 0 and mu > 0
+        assert load_run(out).method == method
+
+
+def test_sigterm_finishes_the_step_and_checkpoints(synthetic_store, tmp_path, monkeypatch):
+    from mri_harmonic.training import trainer
+
+    calls = []
+
+    def step_then_sigterm(*args, **kwargs):  # the signal arrives in the middle of step 3
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(*args, **kwargs)
+
+    real_step = trainer.train_step
+    monkeypatch.setattr(trainer, "train_step", step_then_sigterm)
+    out = tmp_path / "run"
+    summary = train(synthetic_store, out, "flair2t1", tiny("max_steps=50"), progress=False)
+    assert summary["stopped"] == "signal" and "--resume" in summary["message"]
+    assert summary["step"] == 3 and len(calls) == 3  # step 3 finished, no step 4 started
+    assert read_checkpoint(out / "checkpoints" / "latest.pt")["step"] == 3
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handler restored
+
+
+# ---- errors through the CLI ----------------------------------------------------------------------------------------
+def test_cli_trains_and_reports_bad_input_in_one_line(synthetic_store, tmp_path):
+    args = ["train", synthetic_store, "--out", tmp_path / "run", "--no-progress", *sum((["--set", s] for s in TINY), [])]
+    assert cli(*args, "--set", "max_steps=2")[0] == 0
+    # no --resume into a folder with a checkpoint
+    code, out = cli(*args, "--set", "max_steps=2")
+    assert code == 2 and "--resume" in out and out.count("\n") <= 1
+    # resume with another config, and with the run's own config plus a longer budget
+    code, out = cli(*args, "--set", "max_steps=3", "--set", "loss.lambda_cycle=5", "--resume")
+    assert code == 2 and "loss.lambda_cycle" in out and "--resume" in out
+    assert cli("train", synthetic_store, "--out", tmp_path / "run", "--no-progress", "--set", "max_steps=3", "--resume")[0] == 0
+    assert read_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 3
+    # --resume where there is nothing to resume
+    code, out = cli("train", synthetic_store, "--out", tmp_path / "fresh", "--resume")
+    assert code == 2 and "no checkpoint" in out
+    # unknown key / wrong type in YAML, naming key and file; exit 2 via the real entry point
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  ngff: 8\n")
+    code, out = cli("train", synthetic_store, "--out", tmp_path / "x", "--config", bad)
+    assert code == 2 and "model.ngff" in out and str(bad) in out and out.strip().count("\n") == 0
+    bad.write_text("optim:\n  lr: fast\n")
+    assert cli_main(["train", str(synthetic_store), "--out", str(tmp_path / "x"), "--config", str(bad)]) == 2
+    code, out = cli("train", synthetic_store, "--out", tmp_path / "x", "--set", "pool_size=many")
+    assert code == 2 and "pool_size" in out
+    code, out = cli("train", synthetic_store, "--out", tmp_path / "x", "--direction", "t2flair")
+    assert code == 2 and "flair2t1" in out
+
+
+def test_store_without_train_split_or_modality_is_a_clear_error(tmp_path):
+    no_train = make_synthetic_store(tmp_path / "s1", splits=("val", "test"))
+    with pytest.raises(UserInputError, match="split 'train'"):
+        train(no_train, tmp_path / "r1", "flair2t1", tiny())
+    no_t1 = make_synthetic_store(tmp_path / "s2", modalities=("flair", "t2"))
+    with pytest.raises(UserInputError, match="modality 't1'"):
+        train(no_t1, tmp_path / "r2", "flair2t1", tiny())
+    with pytest.raises(UserInputError, match="patch_size"):
+        train(make_synthetic_store(tmp_path / "s3"), tmp_path / "r3", "flair2t1", tiny("loss.smoothness.patch_size=5"))
+
+
+def test_unwritable_out_is_one_line(synthetic_store, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")  # mkdir below a regular file fails, even for root
+    with pytest.raises(UserInputError, match="cannot write to --out folder"):
+        train(synthetic_store, blocker / "run", "flair2t1", tiny())
+
+
+@pytest.mark.dist
+def test_two_process_gloo_ddp_run_completes(synthetic_store, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "mri_harmonic.cli", "train", str(synthetic_store), "--out", str(out), "--no-progress",
+           *sum((["--set", s] for s in TINY), []), "--set", "max_steps=3", "--set", "checkpoint_every=2"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ckpt = read_checkpoint(out / "checkpoints" / "latest.pt")
+    assert ckpt["step"] == 3
+    assert [r["step"] for r in metrics(out)] == ["1", "2", "3"]
+    import json
+    assert json.loads((out / "run.json").read_text())["world_size"] == 2
