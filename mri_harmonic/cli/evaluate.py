@@ -1,7 +1,58 @@
-"""CLI commands of this stage (placeholder until the stage lands; replaced by its owner)."""
+"""``mri-harmonic evaluate`` and ``mri-harmonic translate``: argument parsing only; the work is in
+:mod:`mri_harmonic.evaluation.evaluate` and :mod:`mri_harmonic.evaluation.translate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
 
+def evaluate_command(
+    runs: List[Path] = typer.Argument(..., help="Run folders of `mri-harmonic train` (each with checkpoints/latest.pt)."),
+    store: Path = typer.Option(..., "--store", help="Slice store to evaluate on (`mri-harmonic preprocess` output)."),
+    split: str = typer.Option("test", "--split", help="Store split to evaluate."),
+    direction: str = typer.Option("both", "--direction", help="both, flair2t1 or t12flair."),
+    out: Path = typer.Option(..., "--out", help="Report folder, e.g. reports/NAME."),
+    reader_study: int = typer.Option(0, "--reader-study", help="Also write a blinded reader-study sheet of N slices."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Slices per forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    keep_background: bool = typer.Option(False, "--keep-background", help="Score raw outputs instead of zeroing them outside the brain."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the slices chosen for figures and the reader study."),
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA (no effect on CPU)."),
+) -> None:
+    """Translate every slice of a split with each run (both directions), score it, write tables/figures/report.md."""
+    from mri_harmonic.evaluation.evaluate import evaluate
+    from mri_harmonic.evaluation.tables import table1_markdown
+
+    result = evaluate(
+        [str(r) for r in runs], store, split=split, directions=direction, out_dir=out, reader_study=reader_study,
+        batch_size=batch_size, device=device, zero_background=not keep_background, seed=seed, amp=amp,
+    )
+    typer.echo(table1_markdown(result.table1))
+    typer.echo(f"report: {result.paths['report']}")
+
+
+def translate_command(
+    run: Path = typer.Argument(..., help="Run folder of `mri-harmonic train`."),
+    input_path: Path = typer.Argument(..., metavar="INPUT", help="A 3-D NIfTI of the source modality, or a data folder."),
+    output_path: Path = typer.Argument(..., metavar="OUTPUT", help="Output .nii.gz (file input) or folder (folder input)."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="flair2t1 or t12flair (default: the run's)."),
+    store_config: Optional[Path] = typer.Option(None, "--store-config", help="Store (or its config.yaml) whose preprocessing to apply; default: the run's training store."),
+    scale: float = typer.Option(1.0, "--scale", help="Output intensity factor: 1 = normalised [0,1] units, 255 = the paper's scale."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Slices per forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA (no effect on CPU)."),
+) -> None:
+    """Translate a whole volume (or every subject of a folder) into the other modality, on the input's grid."""
+    from mri_harmonic.evaluation.translate import run_translate_paths, translate
+
+    paths = translate(run, input_path, output_path, direction=direction, store_config=store_config,
+                      batch_size=batch_size, device=device, scale=scale, amp=amp)
+    typer.echo(run_translate_paths(paths))
+
+
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("evaluate")(evaluate_command)
+    app.command("translate")(translate_command)

@@ -1,0 +1,408 @@
+"""``mri-harmonic evaluate``: translate every slice of a store split with each run, score it, write a report.
+
+For every run and every direction (a run trained ``flair2t1`` still has both generators: ``G_AB`` for
+Flair -> T1 and ``G_BA`` for T1 -> Flair), each slice of the split is translated (batched, no gradients, bf16
+autocast on CUDA) and compared with the real target slice of the same subject and slice index. Outputs in
+``out_dir``:
+
+============================  =====================================================================================
+``per_slice.csv``             subject, slice_index, run, method, direction, region, scale, MAE, MSE, PSNR, SSIM
+``summary.csv``               mean, std, n, n_inf per run x method x direction x region x scale x metric
+``table1.csv`` / ``.md``      the paper's Table 1 layout (whole slice, 0-255), the paper's figures in a separate block
+``tumour_per_slice.csv``      tumour MAE, lesion contrast (real / translated), flags (see :mod:`.tumour`)
+``tumour_summary.csv``        flag rates per run x direction
+``figures/*.png``             sample grids per direction, metric box plots, training loss curves
+``reader_study/``             blinded reader-study sheet (``--reader-study N``)
+``evaluation.json``           inputs: runs (checkpoint, step, config hash), store (path, config hash), split, device
+``report.md``                 conventions, tables, figures, inputs
+============================  =====================================================================================
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mri_harmonic.errors import UserInputError
+
+DIRECTION_MODALITIES = {"flair2t1": ("flair", "t1"), "t12flair": ("t1", "flair")}
+N_SAMPLE_ROWS = 6
+
+
+@dataclass
+class EvaluatedRun:
+    """A loaded run plus what the report needs about it."""
+
+    label: str
+    path: Path
+    loaded: Any  # mri_harmonic.training.checkpoint.LoadedRun
+    config_hash: str
+
+
+@dataclass
+class EvaluationResult:
+    out_dir: Path
+    per_slice: pd.DataFrame
+    summary: pd.DataFrame
+    table1: pd.DataFrame
+    tumour: pd.DataFrame
+    tumour_summary: pd.DataFrame
+    paths: dict[str, Path] = field(default_factory=dict)
+
+
+def parse_directions(directions: str | Sequence[str]) -> list[str]:
+    """``"both"`` -> both directions; a name or list of names -> checked list."""
+    if isinstance(directions, str):
+        directions = list(DIRECTION_MODALITIES) if directions == "both" else [directions]
+    out = list(dict.fromkeys(directions))
+    for d in out:
+        if d not in DIRECTION_MODALITIES:
+            raise UserInputError(f"--direction {d!r} is not known; use both, {', '.join(DIRECTION_MODALITIES)}")
+    if not out:
+        raise UserInputError("--direction names no direction; use both, flair2t1 or t12flair")
+    return out
+
+
+def run_labels(paths: Sequence[Path]) -> list[str]:
+    """Short unique labels: the folder name, or ``parent/name`` when two runs share a name (then ``#k``)."""
+    names = [p.name or str(p) for p in paths]
+    labels = [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p, n in zip(paths, names)]
+    seen: dict[str, int] = {}
+    out = []
+    for lab in labels:
+        seen[lab] = seen.get(lab, 0) + 1
+        out.append(lab if seen[lab] == 1 and labels.count(lab) == 1 else f"{lab}#{seen[lab]}")
+    return out
+
+
+def pick_slices(manifest: pd.DataFrame, n: int, seed: int = 0) -> list[int]:
+    """``n`` dataset positions, seeded: slices with tumour (``tumour_fraction`` > 0) first, then the rest; within
+    each group subjects take turns, so the picks spread over as many subjects as possible."""
+    if n <= 0 or not len(manifest):
+        return []
+    rng = np.random.default_rng(seed)
+    pos = np.arange(len(manifest))
+    tumour = manifest["tumour_fraction"].to_numpy() > 0 if "tumour_fraction" in manifest else np.zeros(len(pos), bool)
+    subjects = manifest["subject"].astype(str).to_numpy() if "subject" in manifest else np.zeros(len(pos)).astype(str)
+
+    def spread(group: np.ndarray) -> np.ndarray:
+        perm = rng.permutation(group)
+        turn, seen = [], {}
+        for p in perm:  # k-th pick of a subject goes to round k
+            turn.append(seen.get(subjects[p], 0))
+            seen[subjects[p]] = turn[-1] + 1
+        return perm[np.argsort(turn, kind="stable")]
+
+    order = np.concatenate([spread(pos[tumour]), spread(pos[~tumour])])
+    return sorted(int(i) for i in order[:n])
+
+
+def load_runs(runs: Sequence[str | os.PathLike], store, device) -> list[EvaluatedRun]:
+    """Load every run; a checkpoint of another slice size than the store -> one-line error naming it."""
+    from mri_harmonic.config import config_hash
+    from mri_harmonic.training.checkpoint import load_run
+
+    if isinstance(runs, (str, os.PathLike)):
+        runs = [runs]
+    if not runs:
+        raise UserInputError("no run given; pass one or more run folders written by `mri-harmonic train`")
+    paths = [Path(r) for r in runs]
+    out = []
+    for label, path in zip(run_labels(paths), paths):
+        loaded = load_run(path, device=device)
+        if tuple(loaded.image_size) != tuple(store.image_size):
+            raise UserInputError(
+                f"run {path} was trained on {loaded.image_size[0]}x{loaded.image_size[1]} slices (checkpoint "
+                f"{loaded.checkpoint_path}) but store {store.path} holds {store.image_size[0]}x{store.image_size[1]}; "
+                "evaluate it on a store preprocessed with the same in_plane_size and spacing as its training store"
+            )
+        out.append(EvaluatedRun(label=label, path=path, loaded=loaded, config_hash=config_hash(loaded.config)))
+    return out
+
+
+def evaluate(
+    runs: Sequence[str | os.PathLike],
+    store: str | os.PathLike,
+    split: str = "test",
+    directions: str | Sequence[str] = "both",
+    out_dir: str | os.PathLike = "reports/evaluation",
+    reader_study: int = 0,
+    batch_size: int = 16,
+    device: str = "auto",
+    *,
+    zero_background: bool = True,
+    amp: bool = True,
+    samples: int = N_SAMPLE_ROWS,
+    seed: int = 0,
+    tumour_config=None,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Evaluate ``runs`` on ``split`` of ``store``; write tables, figures and ``report.md`` to ``out_dir``.
+
+    Args:
+        runs: run folders of ``mri-harmonic train`` (each with ``checkpoints/latest.pt``).
+        store: slice store folder (``mri-harmonic preprocess`` output) holding both modalities of each direction.
+        split: store split to evaluate (``test`` by default).
+        directions: ``"both"``, ``"flair2t1"`` or ``"t12flair"`` (or a list).
+        out_dir: report folder (created; files in it are replaced atomically).
+        reader_study: if > 0, also write a blinded reader-study sheet with that many slices (tumour slices first,
+            seeded) of the first evaluated direction (Flair -> T1 when evaluated, as the paper's study).
+        batch_size: slices per forward pass.
+        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda`` or ``mps``.
+        zero_background: set translations to 0 outside the store's brain mask, as ``mri-harmonic translate`` does
+            (its outputs are zero outside the input's brain); ``False`` scores the raw network output.
+        amp: bf16 autocast on CUDA (as in training); ``False`` translates in fp32 (bf16 rounds outputs to
+            ~2^-9 relative, a fraction of a grey level). No effect on CPU.
+        samples: rows in each sample-grid figure.
+        seed: seed of the slice choice for figures and the reader study.
+        tumour_config: :class:`~mri_harmonic.evaluation.tumour.TumourCheckConfig` (defaults when ``None``).
+    """
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from mri_harmonic.data.datasets import PairedSliceDataset
+    from mri_harmonic.data.store import SliceStore
+    from mri_harmonic.evaluation.metrics import MetricAccumulator, summarise
+    from mri_harmonic.evaluation.regions import region_masks
+    from mri_harmonic.evaluation.translate import translate_batch
+    from mri_harmonic.evaluation.tumour import TumourCheckConfig, summarise_tumour, tumour_fidelity_batch
+    from mri_harmonic.utils.device import resolve_device
+    from mri_harmonic.utils.io import ensure_writable_dir
+
+    if batch_size < 1:
+        raise UserInputError(f"--batch-size must be >= 1, got {batch_size}")
+    if reader_study < 0:
+        raise UserInputError(f"--reader-study must be >= 0 slices, got {reader_study}")
+    dirs = parse_directions(directions)
+    out_dir = ensure_writable_dir(out_dir, "--out folder")
+    modalities = tuple(dict.fromkeys(m for d in dirs for m in DIRECTION_MODALITIES[d]))
+    slice_store = (store if isinstance(store, SliceStore) else SliceStore(store)).require(split=split, modalities=list(modalities))
+    dev = resolve_device(device, key="--device")
+    evaluated = load_runs(runs, slice_store, dev)
+    for run in evaluated:
+        for d in dirs:
+            run.loaded.generator_for(DIRECTION_MODALITIES[d][0])  # one-line error if the run lacks this modality
+    tcfg = tumour_config or TumourCheckConfig()
+
+    dataset = PairedSliceDataset(slice_store, split, modalities)
+    sample_pos = set(pick_slices(dataset.manifest, samples, seed))
+    reader_pos = set(pick_slices(dataset.manifest, reader_study, seed + 1))
+    keep_pos = sample_pos | reader_pos
+    kept: dict[int, dict[str, Any]] = {}  # dataset position -> images for figures / reader study
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    acc = MetricAccumulator()
+    tumour_rows: list[dict[str, Any]] = []
+    position = 0
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
+            b = batch["mask"].shape[0]
+            brain = batch["mask"].to(dev)
+            seg = batch["seg"].to(dev)
+            regions = region_masks(brain, seg)
+            unit = {m: ((batch[m].to(dev) + 1.0) * 0.5).clamp(0, 1) for m in modalities}
+            keys = {"subject": list(batch["subject"]), "slice_index": batch["slice_index"].tolist()}
+            positions = list(range(position, position + b))
+            for p_i, pos in enumerate(positions):
+                if pos in keep_pos:
+                    kept[pos] = {"subject": keys["subject"][p_i], "slice_index": keys["slice_index"][p_i],
+                                 "seg": batch["seg"][p_i, 0].numpy(), "real": {m: unit[m][p_i, 0].float().cpu().numpy() for m in modalities},
+                                 "out": {}}
+            for run in evaluated:
+                for d in dirs:
+                    src, tgt = DIRECTION_MODALITIES[d]
+                    pred = translate_batch(run.loaded.generator_for(src), batch[src], dev, brain if zero_background else None, amp)
+                    row_keys = {**keys, "run": run.label, "method": run.loaded.method, "direction": d}
+                    acc.update(pred, unit[tgt], regions, keys=row_keys)
+                    pred_np = pred.cpu().numpy()
+                    checks = tumour_fidelity_batch(pred_np, unit[tgt].cpu().numpy(), batch["mask"].numpy(), batch["seg"].numpy(), tcfg)
+                    tumour_rows += [{"subject": keys["subject"][i], "slice_index": keys["slice_index"][i],
+                                     "run": run.label, "method": run.loaded.method, "direction": d, **rec}
+                                    for i, rec in enumerate(checks)]
+                    for p_i, pos in enumerate(positions):
+                        if pos in kept:
+                            kept[pos]["out"][(run.label, d)] = pred_np[p_i, 0]
+            position += b
+
+    per_slice = acc.frame()
+    per_slice = per_slice[["subject", "slice_index", "run", "method", "direction", "region", "scale", "MAE", "MSE", "PSNR", "SSIM"]]
+    summary = summarise(per_slice)
+    tumour = pd.DataFrame(tumour_rows)
+    tumour_summary = summarise_tumour(tumour)
+    result = EvaluationResult(out_dir=out_dir, per_slice=per_slice, summary=summary, table1=pd.DataFrame(),
+                              tumour=tumour, tumour_summary=tumour_summary)
+    _write_outputs(result, evaluated, slice_store, split, dirs, dev, kept, sorted(sample_pos), sorted(reader_pos),
+                   tcfg, zero_background, seed, amp)
+    return result
+
+
+def _write_outputs(result, evaluated, store, split, dirs, dev, kept, sample_pos, reader_pos, tcfg, zero_background, seed, amp) -> None:
+    from mri_harmonic import __version__
+    from mri_harmonic.evaluation import figures
+    from mri_harmonic.evaluation.tables import table1, write_table1
+    from mri_harmonic.utils.device import describe_device
+    from mri_harmonic.utils.io import atomic_write_csv, atomic_write_json, atomic_write_text
+
+    out = result.out_dir
+    paths = result.paths
+    paths["per_slice"] = atomic_write_csv(out / "per_slice.csv", result.per_slice)
+    paths["summary"] = atomic_write_csv(out / "summary.csv", result.summary)
+    paths.update(write_table1(result.summary, out, dirs))
+    result.table1 = table1(result.summary, dirs)
+    paths["tumour_per_slice"] = atomic_write_csv(out / "tumour_per_slice.csv", result.tumour)
+    paths["tumour_summary"] = atomic_write_csv(out / "tumour_summary.csv", result.tumour_summary)
+
+    fig_dir = out / "figures"
+    for d in dirs:
+        src, tgt = DIRECTION_MODALITIES[d]
+        rows = [
+            figures.SampleRow(label=f"{kept[p]['subject']} z{kept[p]['slice_index']}", input_image=kept[p]["real"][src],
+                              target=kept[p]["real"][tgt], seg=kept[p]["seg"],
+                              outputs={r.label: kept[p]["out"][(r.label, d)] for r in evaluated})
+            for p in sample_pos
+        ]
+        if rows:
+            paths[f"samples_{d}"] = figures.sample_grid(rows, fig_dir / f"samples_{d}.png", title=f"{d} ({split} split)",
+                                                        input_name=f"input {src}", target_name=f"real {tgt}")
+    for region in ("slice", "brain"):
+        paths[f"metrics_{region}"] = figures.metric_distributions(result.per_slice, fig_dir / f"metrics_{region}.png", region=region)
+    curves = figures.loss_curves({r.label: r.path / "metrics.csv" for r in evaluated}, fig_dir / "loss_curves.png")
+    if curves is not None:
+        paths["loss_curves"] = curves
+
+    if reader_pos:
+        from mri_harmonic.evaluation.reader_study import ReaderCase, write_reader_study
+
+        d = dirs[0]
+        src = DIRECTION_MODALITIES[d][0]
+        cases = [
+            ReaderCase(case_id=f"case{k + 1:03d}", subject=kept[p]["subject"], slice_index=int(kept[p]["slice_index"]),
+                       direction=d, input_image=kept[p]["real"][src],
+                       outputs={r.label: kept[p]["out"][(r.label, d)] for r in evaluated},
+                       methods={r.label: r.loaded.method for r in evaluated})
+            for k, p in enumerate(reader_pos)
+        ]
+        for name, path in write_reader_study(cases, out / "reader_study", seed=seed).items():
+            paths[f"reader_study_{name}"] = Path(path)
+
+    manifest = store.split_manifest(split)
+    inputs = {
+        "package_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": describe_device(dev),
+        "store": {"path": str(store.path), "config_hash": store.config_hash, "split": split,
+                  "n_slices": int(len(manifest)), "n_subjects": int(manifest["subject"].nunique()),
+                  "image_size": list(store.image_size)},
+        "directions": list(dirs),
+        "zero_background": zero_background,
+        "precision": "bf16 autocast" if (amp and dev.type == "cuda") else "fp32",
+        "tumour_checks": {k: getattr(tcfg, k) for k in tcfg.__dataclass_fields__},
+        "runs": [
+            {"label": r.label, "path": str(r.path), "method": r.loaded.method, "trained_direction": r.loaded.direction,
+             "step": r.loaded.step, "checkpoint": str(r.loaded.checkpoint_path), "config_hash": r.config_hash,
+             "training_store": r.loaded.store, "training_store_config_hash": r.loaded.store_config_hash,
+             "same_preprocessing_as_training": r.loaded.store_config_hash == store.config_hash}
+            for r in evaluated
+        ],
+    }
+    paths["evaluation_json"] = atomic_write_json(out / "evaluation.json", inputs)
+    paths["report"] = atomic_write_text(out / "report.md", report_markdown(result, inputs, paths))
+
+
+def report_markdown(result: EvaluationResult, inputs: dict[str, Any], paths: dict[str, Path]) -> str:
+    """``report.md``: inputs, conventions, Table 1 (with the paper's block), regional summary, tumour checks, figures."""
+    from mri_harmonic.evaluation.tables import DIRECTION_TITLES, markdown_table, table1_markdown, paper_table1, tumour_markdown
+
+    out = result.out_dir
+    rel = lambda p: Path(p).relative_to(out).as_posix()  # noqa: E731
+    st = inputs["store"]
+    lines = [
+        "# Evaluation report",
+        "",
+        f"Written {inputs['created']} by mri-harmonic {inputs['package_version']} on {inputs['device']} ({inputs['precision']}).",
+        "",
+        "## Inputs",
+        "",
+        f"- Store: `{st['path']}` (preprocess config hash `{st['config_hash']}`), split **{st['split']}**: "
+        f"{st['n_slices']} slices of {st['n_subjects']} subjects, {st['image_size'][0]}x{st['image_size'][1]} pixels.",
+        f"- Directions: {', '.join(DIRECTION_TITLES[d] for d in inputs['directions'])}.",
+        "",
+        markdown_table(
+            ["run", "method", "trained as", "step", "config hash", "checkpoint", "store preprocessing = training's"],
+            [[r["label"], r["method"], r["trained_direction"], r["step"], f"`{r['config_hash']}`", f"`{r['checkpoint']}`",
+              "yes" if r["same_preprocessing_as_training"] else f"**no** (trained on `{r['training_store']}`)"]
+             for r in inputs["runs"]],
+        ),
+        "",
+        "## Conventions",
+        "",
+        "- **Intensity scale.** The store holds each modality normalised within the brain to [0, 1] (percentile "
+        "window, background 0). Networks work in [-1, 1]; outputs map back by (y + 1) / 2, clamped to [0, 1]. "
+        "The paper's 0-255 scale is the store value x 255 (no rounding to 8 bit): MAE x 255, MSE x 255^2; PSNR and "
+        "SSIM are the same on both scales (data_range 255 resp. 1). summary.csv and per_slice.csv give both scales "
+        "(column `scale`).",
+        f"- **Background.** {'Translations are set to 0 outside the brain mask, as `mri-harmonic translate` writes them.' if inputs['zero_background'] else 'Raw network outputs are scored, background included.'}",
+        "- **Regions.** `slice`: every pixel (as the paper's Table 1); `brain`: the store's brain mask (non-zero "
+        "voxels of all modalities); `tumour`: BraTS labels > 0 (whole tumour), scored only on slices that have one.",
+        "- **Metrics.** MAE and MSE: means over the region's pixels. PSNR = 10 log10(data_range^2 / MSE) per slice; "
+        "identical images give PSNR = inf, reported per slice but left out of means and stds (counted in "
+        "summary.csv `n_inf`). SSIM: Wang et al. (IEEE TIP 2004), Gaussian window 11x11, sigma 1.5, K1 0.01, "
+        "K2 0.03, population covariances, map evaluated where the window fits inside the slice (5-pixel border "
+        "dropped), averaged over the region's pixels — for the whole slice identical to scikit-image "
+        "`structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)` and MONAI "
+        "`SSIMMetric`. Means and (population) stds are over slices.",
+        "",
+        "## Table 1 layout",
+        "",
+        table1_markdown(result.table1, paper_table1([d for d in inputs["directions"]])),
+        "## All regions (0-255 scale; mean ± std over slices, n slices)",
+        "",
+    ]
+    summ = result.summary[result.summary["scale"] == "0-255"]
+    rows = []
+    for (run, d, region), g in summ.groupby(["run", "direction", "region"], sort=False):
+        g = g.set_index("metric")
+        cells = [run, d, region, int(g["n"].max())]
+        for m in ("MAE", "MSE", "PSNR", "SSIM"):
+            dec = 3 if m == "SSIM" else 2
+            mean, std = g.loc[m, "mean"], g.loc[m, "std"]
+            cells.append("–" if pd.isna(mean) else f"{mean:.{dec}f} ± {std:.{dec}f}")
+        rows.append(cells)
+    lines += [markdown_table(["run", "direction", "region", "n", "MAE", "MSE", "PSNR", "SSIM"], rows), ""]
+    tc = inputs["tumour_checks"]
+    lines += [
+        "## Tumour fidelity",
+        "",
+        "Lesion contrast C = (mean in tumour − mean in normal brain) / σ_n, σ_n = the real target's normal-brain "
+        "standard deviation (same yardstick for real and translated). **Contrast lost**: on slices with ≥ "
+        f"{tc['min_tumour_pixels']} labelled pixels and |C_real| ≥ {tc['min_real_contrast']}, C_translated / C_real < "
+        f"{tc['contrast_lost_ratio']} (wrong sign or less than {100 * tc['contrast_lost_ratio']:.0f} % of the real contrast). "
+        f"**Hallucinated lesion** (after Cohen, Luck & Honari, MICCAI 2018): inside the brain, away from the labels "
+        f"(dilated by {tc['tumour_margin']} px), a 4-connected region of ≥ {tc['hallucination_min_pixels']} pixels with "
+        f"|translated − real| > {tc['hallucination_threshold']} ({tc['hallucination_threshold'] * 255:.0f}/255). "
+        "Heuristic flags for review, not a diagnosis. Per slice: tumour_per_slice.csv.",
+        "",
+        tumour_markdown(result.tumour_summary),
+        "## Figures",
+        "",
+    ]
+    captions = {"samples": "Sample translations (rows: slices, tumour slices first; columns: input, each run, real target, |error| per run on one colour scale; cyan: tumour labels)",
+                "metrics": "Per-slice metric distributions", "loss_curves": "Training losses from each run's metrics.csv"}
+    for key, path in paths.items():
+        if Path(path).suffix == ".png":
+            cap = next((c for k, c in captions.items() if key.startswith(k)), key)
+            lines += [f"**{cap}** — `{rel(path)}`", "", f"![{key}]({rel(path)})", ""]
+    if any(k.startswith("reader_study") for k in paths):
+        lines += ["## Reader study", "",
+                  "A blinded sheet is in `reader_study/` (open `sheet.html`; see its README.md). `key.csv` unblinds it: "
+                  "keep it away from the readers. Score answers with `mri-harmonic reader-study score`.", ""]
+    lines += ["## Files", ""]
+    lines += [f"- `{rel(p)}`" for k, p in paths.items() if Path(p).suffix != ".png"] + ["- `report.md`", ""]
+    return "\n".join(lines)

@@ -1,0 +1,260 @@
+"""`mri-harmonic evaluate`: two tiny real training runs on the synthetic store, scored end to end; tumour flags on
+constructed cases; bad input; the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from conftest import make_synthetic_store
+from mri_harmonic.errors import UserInputError
+from mri_harmonic.evaluation.evaluate import evaluate, parse_directions, pick_slices, run_labels
+from mri_harmonic.evaluation.tables import PAPER_LABEL, paper_table1
+from mri_harmonic.evaluation.tumour import TumourCheckConfig, summarise_tumour, tumour_fidelity
+
+TINY = {"model": {"ngf": 4, "ndf": 4, "n_blocks": 1}, "max_steps": 2, "log_every": 1, "sample_every": 0,
+        "checkpoint_every": 2, "device": "cpu", "tensorboard": False, "sample_slices": 1}
+
+
+def train_tiny(store, out, method="harmonic", direction="flair2t1", **extra):
+    from mri_harmonic.config import from_dict
+    from mri_harmonic.training.config import TrainConfig
+    from mri_harmonic.training.trainer import train
+
+    cfg = from_dict(TrainConfig, {**TINY, "loss": {"method": method}, **extra})
+    train(str(store), str(out), direction, cfg, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    store = make_synthetic_store(root / "store")
+    runs = [train_tiny(store, root / "harmonic-run", "harmonic"), train_tiny(store, root / "cyclegan-run", "cyclegan", direction="t12flair")]
+    result = evaluate([str(r) for r in runs], store, out_dir=root / "report", reader_study=3, batch_size=5,
+                      device="cpu", samples=3, progress=False)
+    return root, store, runs, result
+
+
+# ---- end to end ----------------------------------------------------------------------------------------------------
+def test_outputs_written(evaluated):
+    root, _, _, result = evaluated
+    out = root / "report"
+    for name in ["per_slice.csv", "summary.csv", "table1.csv", "table1.md", "tumour_per_slice.csv", "tumour_summary.csv",
+                 "evaluation.json", "report.md", "figures/samples_flair2t1.png", "figures/samples_t12flair.png",
+                 "figures/metrics_slice.png", "figures/loss_curves.png", "reader_study/sheet.html", "reader_study/key.csv"]:
+        assert (out / name).is_file(), name
+    per_slice = pd.read_csv(out / "per_slice.csv")
+    assert list(per_slice.columns) == ["subject", "slice_index", "run", "method", "direction", "region", "scale", "MAE", "MSE", "PSNR", "SSIM"]
+    # 12 test slices x 2 runs x 2 directions x 2 scales for slice and brain; every synthetic slice has a tumour
+    assert len(per_slice) == 12 * 2 * 2 * 2 * 3
+    assert set(per_slice["region"]) == {"slice", "brain", "tumour"} and set(per_slice["scale"]) == {"0-255", "0-1"}
+    key = pd.read_csv(out / "reader_study" / "key.csv")
+    assert key["case_id"].nunique() == 3 and set(key["method"]) == {"harmonic", "cyclegan"}
+
+
+def test_per_slice_metrics_match_independent_reference(evaluated):
+    """Re-translate one slice by hand and score it with scikit-image / NumPy."""
+    from mri_harmonic.data.store import SliceStore
+    from mri_harmonic.training.checkpoint import load_run
+
+    root, store_path, runs, result = evaluated
+    store = SliceStore(store_path)
+    row = store.split_manifest("test").iloc[4]
+    r = int(row["row"])
+    flair, t1 = (np.asarray(store.array("test", m)[r], dtype=np.float32) for m in ("flair", "t1"))
+    brain = np.asarray(store.array("test", "mask")[r]) > 0
+    net = load_run(runs[1], device="cpu").generator_for("flair")  # the t12flair-trained run still maps flair -> t1
+    with torch.no_grad():
+        y = net(torch.from_numpy(flair * 2 - 1)[None, None])[0, 0].numpy()
+    pred = np.clip((y + 1) / 2, 0, 1) * brain
+    ps = result.per_slice
+    got = ps[(ps.subject == row["subject"]) & (ps.slice_index == row["slice_index"]) & (ps.run == "cyclegan-run")
+             & (ps.direction == "flair2t1") & (ps.scale == "0-255")].set_index("region")
+    p255, t255 = pred.astype(np.float64) * 255, t1.astype(np.float64) * 255
+    assert got.loc["slice", "MAE"] == pytest.approx(np.abs(p255 - t255).mean(), rel=1e-4)
+    assert got.loc["slice", "PSNR"] == pytest.approx(peak_signal_noise_ratio(t255, p255, data_range=255), rel=1e-4)
+    ref_ssim = structural_similarity(t255, p255, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    assert got.loc["slice", "SSIM"] == pytest.approx(ref_ssim, abs=1e-4)
+    assert got.loc["brain", "MSE"] == pytest.approx(((p255 - t255)[brain] ** 2).mean(), rel=1e-4)
+
+
+def test_table1_layout_and_paper_block(evaluated):
+    root, _, _, result = evaluated
+    t1 = pd.read_csv(root / "report" / "table1.csv")
+    ours = t1[t1["source"] == "ours"]
+    assert list(ours["run"]) == ["harmonic-run", "cyclegan-run"] and list(ours["method"]) == ["harmonic", "cyclegan"]
+    for d in ("flair2t1", "t12flair"):
+        for m in ("MAE", "MSE", "PSNR", "SSIM"):
+            assert f"{d} {m}" in t1.columns
+    # our Table 1 = the mean of the per-slice whole-slice 0-255 values
+    ps = result.per_slice
+    sel = ps[(ps.run == "harmonic-run") & (ps.direction == "t12flair") & (ps.region == "slice") & (ps.scale == "0-255")]
+    assert ours.iloc[0]["t12flair MAE"] == pytest.approx(sel["MAE"].mean())
+    paper = t1[t1["source"] == PAPER_LABEL]
+    assert paper.set_index("method").loc["HarmonicGAN-Histogram", "flair2t1 MAE"] == pytest.approx(6.38)
+    assert len(paper) == len(paper_table1())
+    md = (root / "report" / "table1.md").read_text()
+    assert PAPER_LABEL in md and md.index("### ours") < md.index(PAPER_LABEL)
+
+
+def test_report_lists_inputs_and_conventions(evaluated):
+    root, store, runs, _ = evaluated
+    report = (root / "report" / "report.md").read_text()
+    meta = json.loads((root / "report" / "evaluation.json").read_text())
+    for run in meta["runs"]:
+        assert run["config_hash"] in report and run["same_preprocessing_as_training"]
+    assert str(store) in report and "x 255" in report and "K1 0.01" in report and "PSNR = inf" in report
+    assert "![samples_flair2t1](figures/samples_flair2t1.png)" in report
+    assert "Cohen, Luck & Honari" in report
+
+
+# ---- tumour fidelity on constructed cases --------------------------------------------------------------------------
+def _case(seed=0, tumour=True, size=48):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    brain = (yy - 24) ** 2 + (xx - 24) ** 2 < 18**2
+    seg = np.zeros((size, size), np.uint8)
+    if tumour:
+        seg[((yy - 20) ** 2 + (xx - 26) ** 2 < 5**2)] = 2
+    target = np.where(brain, 0.5 + rng.normal(0, 0.02, brain.shape), 0.0)
+    target[seg > 0] = 0.9
+    return target, brain, seg
+
+
+def test_perfect_translation_not_flagged():
+    target, brain, seg = _case()
+    rec = tumour_fidelity(target, target, brain, seg)
+    assert rec["has_tumour"] and rec["contrast_scored"] and rec["contrast_ratio"] == pytest.approx(1.0)
+    assert not rec["contrast_lost"] and not rec["hallucinated"] and rec["tumour_mae_255"] == 0
+
+
+def test_erased_tumour_flagged_as_contrast_lost():
+    target, brain, seg = _case()
+    erased = target.copy()
+    erased[seg > 0] = np.random.default_rng(1).normal(0.5, 0.02, int((seg > 0).sum()))
+    rec = tumour_fidelity(erased, target, brain, seg)
+    assert rec["contrast_lost"] and abs(rec["contrast_ratio"]) < 0.2
+    assert rec["tumour_mae_255"] == pytest.approx(np.abs(erased - target)[seg > 0].mean() * 255)
+    inverted = target.copy()
+    inverted[seg > 0] = 0.1  # lesion darker instead of brighter: wrong sign
+    assert tumour_fidelity(inverted, target, brain, seg)["contrast_ratio"] < 0
+    assert tumour_fidelity(inverted, target, brain, seg)["contrast_lost"]
+
+
+def test_bright_blob_in_tumour_free_slice_flagged_as_hallucination():
+    target, brain, seg = _case(tumour=False)
+    yy, xx = np.mgrid[:48, :48]
+    blob = target.copy()
+    blob[(yy - 30) ** 2 + (xx - 20) ** 2 < 3.5**2] = 1.0  # ~37 pixels, +0.5 above tissue
+    rec = tumour_fidelity(blob, target, brain, seg)
+    assert not rec["has_tumour"] and not rec["contrast_scored"] and math.isnan(rec["tumour_mae_255"])
+    assert rec["hallucinated"] and rec["largest_deviation_pixels"] >= 30
+    speck = target.copy()
+    speck[30:32, 20:22] = 1.0  # 4 pixels: below hallucination_min_pixels
+    assert not tumour_fidelity(speck, target, brain, seg)["hallucinated"]
+    assert tumour_fidelity(blob, target, brain, seg, TumourCheckConfig(hallucination_min_pixels=100))["hallucinated"] is False
+
+
+def test_tumour_summary_fractions():
+    target, brain, seg = _case()
+    free_t, free_b, free_s = _case(tumour=False)
+    erased = target.copy()
+    erased[seg > 0] = 0.5
+    blob = free_t.copy()
+    blob[28:34, 18:24] = 1.0
+    rows = [dict(run="r", method="m", direction="d", **tumour_fidelity(p, t, b, s))
+            for p, t, b, s in [(target, target, brain, seg), (erased, target, brain, seg), (blob, free_t, free_b, free_s),
+                               (free_t, free_t, free_b, free_s)]]
+    summ = summarise_tumour(pd.DataFrame(rows)).iloc[0]
+    assert summ.n_slices == 4 and summ.n_tumour_slices == 2 and summ.n_contrast_scored == 2
+    assert summ.contrast_lost_frac == 0.5 and summ.hallucinated_frac == 0.25 and summ.hallucinated_frac_tumour_free == 0.5
+
+
+# ---- small helpers -------------------------------------------------------------------------------------------------
+def test_pick_slices_prefers_tumour_spreads_subjects_and_is_seeded():
+    man = pd.DataFrame({"tumour_fraction": [0, 0, 0.1, 0, 0.2, 0, 0.3],
+                        "subject": ["a", "a", "a", "b", "b", "c", "c"]})
+    picked = pick_slices(man, 3, seed=0)
+    assert sorted(picked) == [2, 4, 6] and pick_slices(man, 3, seed=0) == picked
+    assert len(pick_slices(man, 5, seed=1)) == 5 and pick_slices(man, 0) == []
+    many = pd.DataFrame({"tumour_fraction": [0.1] * 12, "subject": ["a"] * 9 + ["b", "c", "d"]})
+    for seed in range(5):
+        assert set(many["subject"][pick_slices(many, 4, seed=seed)]) == {"a", "b", "c", "d"}
+
+
+def test_run_labels_unique():
+    from pathlib import Path
+
+    assert run_labels([Path("a/run"), Path("b/run"), Path("c/other")]) == ["a/run", "b/run", "other"]
+    assert len(set(run_labels([Path("x/run"), Path("x/run")]))) == 2
+
+
+def test_parse_directions():
+    assert parse_directions("both") == ["flair2t1", "t12flair"]
+    with pytest.raises(UserInputError, match="--direction"):
+        parse_directions("t2flair")
+
+
+# ---- bad input -----------------------------------------------------------------------------------------------------
+def test_run_without_checkpoint(evaluated, tmp_path):
+    _, store, _, _ = evaluated
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    with pytest.raises(UserInputError, match="empty-run") as exc:
+        evaluate([empty], store, out_dir=tmp_path / "out", device="cpu", progress=False)
+    assert "\n" not in str(exc.value) and "checkpoint" in str(exc.value)
+
+
+def test_store_without_split(evaluated, tmp_path):
+    _, _, runs, _ = evaluated
+    store = make_synthetic_store(tmp_path / "nosplit", splits=("train", "test"))
+    with pytest.raises(UserInputError, match="split 'val'") as exc:
+        evaluate(runs, store, split="val", out_dir=tmp_path / "out", device="cpu", progress=False)
+    assert str(tmp_path / "nosplit") in str(exc.value)
+
+
+def test_checkpoint_of_other_image_size(evaluated, tmp_path):
+    _, _, runs, _ = evaluated
+    store = make_synthetic_store(tmp_path / "big", size=48, subjects=2, slices=1)
+    with pytest.raises(UserInputError, match="32x32") as exc:
+        evaluate(runs[:1], store, out_dir=tmp_path / "out", device="cpu", progress=False)
+    assert "48x48" in str(exc.value) and "harmonic-run" in str(exc.value)
+
+
+def test_unwritable_out(evaluated, tmp_path):
+    _, store, runs, _ = evaluated
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(UserInputError, match="cannot write to --out folder"):
+        evaluate(runs, store, out_dir=blocker / "report", device="cpu", progress=False)
+
+
+# ---- CLI -----------------------------------------------------------------------------------------------------------
+def test_cli_evaluate(evaluated, tmp_path):
+    from typer.testing import CliRunner
+
+    from mri_harmonic.cli import app
+
+    _, store, runs, _ = evaluated
+    res = CliRunner().invoke(app, ["evaluate", str(runs[0]), "--store", str(store), "--direction", "t12flair",
+                                   "--out", str(tmp_path / "cli-report"), "--batch-size", "12", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "T1 -> Flair MAE" in res.output and (tmp_path / "cli-report" / "report.md").is_file()
+    t1 = pd.read_csv(tmp_path / "cli-report" / "table1.csv")
+    assert "flair2t1 MAE" not in t1.columns
+
+
+def test_cli_bad_input_one_line(evaluated, tmp_path, capsys):
+    from mri_harmonic.cli import main
+
+    _, store, _, _ = evaluated
+    code = main(["evaluate", str(tmp_path / "missing-run"), "--store", str(store), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "missing-run" in err and len(err.splitlines()) == 1
