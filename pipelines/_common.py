@@ -77,3 +77,45 @@ def write_json(path: Path, obj) -> None:
 
 def read_json(path: Path, default=None):
     return json.loads(path.read_text()) if path.is_file() else default
+
+
+def train_command(store: Path, run_dir: Path, config: str, direction: str, overrides: Sequence[str] = ()) -> list:
+    """``mri-harmonic train`` arguments for one run; adds ``--resume`` when the run has a checkpoint."""
+    cmd: list = ["train", store, "--direction", direction, "--out", run_dir, "--config", config]
+    for o in overrides:
+        cmd += ["--set", o]
+    if (Path(run_dir) / "checkpoints" / "latest.pt").is_file():
+        cmd.append("--resume")
+    return cmd
+
+
+def train_in_parallel(commands: dict[str, tuple[Path, list]], *, jobs: int, log_dir: Path, on_done=None) -> dict[str, float]:
+    """Run ``{name: (run_dir, train_args)}`` at most ``jobs`` at a time, each with cores // jobs CPU threads.
+
+    A finished run gets ``run_dir/DONE`` and is skipped next time (so a killed pipeline continues); a failure stops
+    the others and exits with the log's path. Returns wall seconds per run trained now; ``on_done(name, seconds)``
+    is called as each finishes.
+    """
+    threads = max(1, (os.cpu_count() or 2) // max(1, jobs))
+    pending = [n for n, (run_dir, _) in commands.items() if not (Path(run_dir) / "DONE").is_file()]
+    active: dict[str, tuple[subprocess.Popen, float]] = {}
+    seconds: dict[str, float] = {}
+    while pending or active:
+        while pending and len(active) < jobs:
+            name = pending.pop(0)
+            active[name] = (start_cli(commands[name][1], threads=threads, log_file=log_dir / f"train-{name}.log"), time.perf_counter())
+        time.sleep(2)
+        for name, (proc, t0) in list(active.items()):
+            if proc.poll() is None:
+                continue
+            del active[name]
+            if proc.returncode != 0:
+                for other, _ in active.values():
+                    other.terminate()
+                raise SystemExit(f"training {name} failed (exit {proc.returncode}); see {log_dir / f'train-{name}.log'}")
+            seconds[name] = time.perf_counter() - t0
+            (Path(commands[name][0]) / "DONE").write_text("ok\n")
+            log(f"trained {name} in {seconds[name] / 60:.1f} min")
+            if on_done is not None:
+                on_done(name, seconds[name])
+    return seconds

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, log, run_cli, versions, write_json  # noqa: E402
+from _common import ROOT, log, run_cli, train_command, versions, write_json  # noqa: E402
 
 METHOD_CONFIGS = {
     "cyclegan": "configs/brats-paper-cyclegan.yaml",
@@ -108,11 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for method in methods:
         run_dir = args.work / "runs" / method
-        cmd = ["train", store, "--direction", args.direction, "--out", run_dir, "--config", METHOD_CONFIGS[method]]
-        for o in args.overrides:
-            cmd += ["--set", o]
-        if (run_dir / "checkpoints" / "latest.pt").is_file():
-            cmd.append("--resume")
+        cmd = train_command(store, run_dir, METHOD_CONFIGS[method], args.direction, args.overrides)
         if not (run_dir / "DONE").is_file():
             if args.gpus > 1:
                 full = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.gpus}", "-m", "mri_harmonic.cli", *map(str, cmd)]

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, log, run_cli  # noqa: E402
+from _common import ROOT, log, run_cli, train_command  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,12 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         run_cli(["preprocess", w / "data", w / "store", "--config", "configs/preprocess-phantom.yaml"])
     run = w / "run"
     if not (run / "DONE").is_file():
-        cmd = ["train", w / "store", "--direction", "flair2t1", "--out", run, "--config", "configs/phantom-cpu.yaml"]
-        for o in args.overrides:
-            cmd += ["--set", o]
-        if (run / "checkpoints" / "latest.pt").is_file():
-            cmd.append("--resume")
-        run_cli(cmd)
+        run_cli(train_command(w / "store", run, "configs/phantom-cpu.yaml", "flair2t1", args.overrides))
         (run / "DONE").write_text("ok\n")
     run_cli(["evaluate", run, "--store", w / "store", "--split", "test", "--out", w / "report", "--reader-study", 8])
 

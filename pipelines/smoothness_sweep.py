@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, log, run_cli, start_cli, versions, write_json  # noqa: E402
+from _common import ROOT, run_cli, train_command, train_in_parallel, versions, write_json  # noqa: E402
 
 DEFAULT_VARIANTS = [
     "lambda0.3=loss.lambda_smooth=0.3",
@@ -64,29 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         variants[name] = sets.split(",")
 
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-    pending = [n for n in variants if not (args.work / "sweep" / n / "DONE").is_file()]
-    active: dict[str, tuple] = {}
-    while pending or active:
-        while pending and len(active) < args.jobs:
-            name = pending.pop(0)
-            run_dir = args.work / "sweep" / name
-            cmd = ["train", store, "--direction", "flair2t1", "--out", run_dir, "--config", "configs/phantom-cpu.yaml"]
-            for o in ["time_budget_minutes=null", *variants[name], *args.overrides]:
-                cmd += ["--set", o]
-            if (run_dir / "checkpoints" / "latest.pt").is_file():
-                cmd.append("--resume")
-            active[name] = (start_cli(cmd, threads=1, log_file=args.work / "logs" / f"sweep-{name}.log"), time.perf_counter())
-        time.sleep(5)
-        for name, (proc, ts) in list(active.items()):
-            if proc.poll() is None:
-                continue
-            del active[name]
-            if proc.returncode != 0:
-                raise SystemExit(f"variant {name} failed; see {args.work / 'logs' / f'sweep-{name}.log'}")
-            (args.work / "sweep" / name / "DONE").write_text("ok\n")
-            timings[name] = time.perf_counter() - ts
-            log(f"trained {name} in {timings[name] / 60:.1f} min")
+    commands = {
+        name: (args.work / "sweep" / name,
+               train_command(store, args.work / "sweep" / name, "configs/phantom-cpu.yaml", "flair2t1",
+                             ["time_budget_minutes=null", *sets, *args.overrides]))
+        for name, sets in variants.items()
+    }
+    timings = train_in_parallel(commands, jobs=args.jobs, log_dir=args.work / "logs")
 
     eval_dir = args.work / "sweep-eval"
     runs = [base_runs["cyclegan"], base_runs["harmonic"], *[args.work / "sweep" / n for n in variants]]
