@@ -228,12 +228,16 @@ def test_vgg_features_load_random_state_dict(tmp_path):
     out = feat(img)
     assert out.shape == (2, 16, 256)  # relu3_3 has 256 channels; (32/8)^2 patches
     assert all(not p.requires_grad for p in feat.parameters())
-    out.sum().backward()
+    # non-negative, unit L1 mass per patch: distances lie in [0, 2] like normalised histograms
+    assert (out >= 0).all()
+    torch.testing.assert_close(out.sum(-1), torch.ones(2, 16))
+    assert pairwise_l1(out.detach()).max() <= 2.0 + 1e-5
+    (out ** 2).sum().backward()
     assert img.grad is not None and img.grad.abs().sum() > 0
     # the loaded weights are the file's
     torch.testing.assert_close(feat.net[0].weight, state["features.0.weight"])
     # usable inside the smoothness loss
-    loss = SmoothnessLoss(SmoothnessConfig(features="vgg", vgg_weights=str(path), patch_size=8, sigma=5.0))
+    loss = SmoothnessLoss(SmoothnessConfig(features="vgg", vgg_weights=str(path), patch_size=8))
     assert torch.isfinite(loss(img.detach(), img.detach(), img.detach()))
 
 

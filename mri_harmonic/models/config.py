@@ -81,7 +81,7 @@ class SmoothnessConfig:
     """Patch features: soft intensity histogram (paper's default, Eq. 4-5) or pre-trained VGG-16 activations."""
     patch_size: int = 16
     """Side of the non-overlapping square patches (pixels); image sides must be divisible by it. 16 px = ~30 mm at
-    the phantom preset's ~2 mm pixels (128 px slices); use 32 for ~1 mm pixels (256 px BraTS slices): the
+    the phantom preset's ~2 mm pixels (96 px slices, a 6x6 patch grid); use 32 for ~1 mm pixels (256 px BraTS slices): the
     measurement found the same physical size best at both resolutions."""
     bins: int = 8
     """Histogram bins, centres evenly spaced over ``value_range`` including both ends (8 beat 16 and 32 at every

@@ -5,10 +5,12 @@ An image is cut into non-overlapping ``p x p`` patches (the graph's nodes). Each
 - a **soft histogram** (the paper's low-level feature, Eq. 4-5): ``psi_b(v) = max(0, 1 - |v - mu_b| * w_b)``,
   ``phi(i, b) = sum_j psi_b(x_i(j))`` over the pixels ``j`` of patch ``i``; piecewise linear in the pixel values, so
   the smoothness term passes gradients to the generator through it; or
-- **VGG-16 activations** (the paper's high-level feature), average-pooled onto the patch grid; weights are read
-  from a torchvision-format state dict the user names (never downloaded).
+- **VGG-16 activations** (the paper's high-level feature), average-pooled onto the patch grid and scaled to unit L1
+  mass per patch (so distances lie in [0, 2] as for normalised histograms and ``sigma`` keeps its meaning); weights
+  are read from a torchvision-format state dict the user names (never downloaded).
 
-All features are computed in float32 (autocast is switched off inside), and accept channels-last inputs.
+Histograms, pooling and normalisation run in float32 (autocast switched off); the VGG convolutions run under the
+caller's autocast (bf16 on CUDA). Both accept channels-last inputs.
 """
 
 from __future__ import annotations
@@ -185,7 +187,10 @@ class VGGPatchFeatures(nn.Module):
         f = self.net(x)
         with _no_autocast(f):
             f = F.adaptive_avg_pool2d(f.float(), (h // p, w // p))
-            return f.flatten(2).transpose(1, 2)  # (B, P, C), patches row-major as extract_patches
+            f = f.flatten(2).transpose(1, 2)  # (B, P, C), patches row-major as extract_patches
+            # ReLU activations are non-negative: scale each patch's vector to unit L1 mass, like a normalised
+            # histogram, so L1 distances lie in [0, 2] and the same sigma means the same thing for both features.
+            return f / f.sum(dim=-1, keepdim=True).clamp_min(1e-8)
 
 
 def build_patch_features(cfg: SmoothnessConfig) -> nn.Module:

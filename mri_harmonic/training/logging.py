@@ -1,6 +1,6 @@
 """What a run reports while it trains: ``metrics.csv``, ``train.log``, TensorBoard events, sample grids.
 
-Only rank 0 creates a :class:`RunLogger`. ``metrics.csv`` grows by whole lines (one ``write`` + flush per row, so a
+Only rank 0 writes (the trainer's ``Reporter`` uses these helpers). ``metrics.csv`` grows by whole lines (one ``write`` + flush per row, so a
 reader never sees half a row); on resume it is first rewritten atomically without the rows logged after the
 checkpoint, which the resumed run logs again.
 """
