@@ -119,3 +119,13 @@ def train_in_parallel(commands: dict[str, tuple[Path, list]], *, jobs: int, log_
             if on_done is not None:
                 on_done(name, seconds[name])
     return seconds
+
+
+def repo_relative(path: Path) -> Path:
+    """``path`` (relative to the current folder) as a path relative to the repository when it lies inside it.
+
+    Pipelines ``chdir`` to the repository so that the paths they pass on, and that reports print, are
+    repository-relative (a committed report then names no machine's folders).
+    """
+    path = Path(path).resolve()
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path

@@ -18,13 +18,14 @@ It runs in under an hour on a 2-core CPU at the defaults; on a GPU, raise the bu
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, log, read_json, run_cli, train_command, train_in_parallel, versions, write_json  # noqa: E402
+from _common import ROOT, repo_relative, log, read_json, run_cli, train_command, train_in_parallel, versions, write_json  # noqa: E402
 
 METHOD_CONFIGS = {
     "cyclegan": "configs/phantom-cpu-cyclegan.yaml",
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reader-study", type=int, default=20)
     ap.add_argument("--direction", default="flair2t1", help="domain A of every run (both directions are evaluated)")
     args = ap.parse_args(argv)
+    args.work, args.out = repo_relative(args.work), repo_relative(args.out)
+    os.chdir(ROOT)  # paths in logs and reports are relative to the repository
 
     work, out = args.work, args.out
     timings = read_json(work / "timings.json", {}) or {}

@@ -13,11 +13,12 @@ Every step is skipped when its output is complete, so running it again continues
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, log, run_cli, train_command  # noqa: E402
+from _common import ROOT, repo_relative, log, run_cli, train_command  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subjects", type=int, default=16)
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="TrainConfig override, e.g. max_steps=200")
     args = ap.parse_args(argv)
+    args.work = repo_relative(args.work)
+    os.chdir(ROOT)  # paths in logs and reports are relative to the repository
     w = args.work
     if not (w / "data" / "phantom.json").is_file():
         run_cli(["phantom", w / "data", "--subjects", args.subjects, "--seed", 0])

@@ -14,12 +14,13 @@ shipped defaults (lambda 1, patch 16, sigma 0.7), all four side by side.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, run_cli, train_command, train_in_parallel, versions, write_json  # noqa: E402
+from _common import ROOT, repo_relative, run_cli, train_command, train_in_parallel, versions, write_json  # noqa: E402
 
 DEFAULT_VARIANTS = [
     "lambda3=loss.lambda_smooth=3.0",
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=4)
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="override for every variant")
     args = ap.parse_args(argv)
+    args.work, args.out = repo_relative(args.work), repo_relative(args.out)
+    os.chdir(ROOT)  # paths in logs and reports are relative to the repository
 
     store = args.work / "store"
     base_runs = {name: args.work / "runs" / name for name in ("cyclegan", "harmonic")}
