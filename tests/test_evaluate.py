@@ -105,7 +105,7 @@ def test_table1_layout_and_paper_block(evaluated):
 
 
 def test_report_lists_inputs_and_conventions(evaluated):
-    root, store, runs, _ = evaluated
+    root, store, runs, result = evaluated
     report = (root / "report" / "report.md").read_text()
     meta = json.loads((root / "report" / "evaluation.json").read_text())
     for run in meta["runs"]:
@@ -113,6 +113,14 @@ def test_report_lists_inputs_and_conventions(evaluated):
     assert str(store) in report and "x 255" in report and "K1 0.01" in report and "PSNR = inf" in report
     assert "![samples_flair2t1](figures/samples_flair2t1.png)" in report
     assert "Cohen, Luck & Honari" in report
+    # two runs: paired differences against the CycleGAN run, consistent with the per-slice table
+    assert result.baseline == "cyclegan-run" and "## Paired comparison against cyclegan-run" in report
+    cmp = pd.read_csv(root / "report" / "comparison.csv")
+    per = pd.read_csv(root / "report" / "per_slice.csv")
+    sel = per[(per.region == "slice") & (per.scale == "0-255") & (per.direction == "flair2t1")]
+    diff = sel[sel.run == "harmonic-run"]["MAE"].mean() - sel[sel.run == "cyclegan-run"]["MAE"].mean()
+    row = cmp[(cmp.run == "harmonic-run") & (cmp.direction == "flair2t1") & (cmp.metric == "MAE")].iloc[0]
+    assert row["mean_diff"] == pytest.approx(diff, abs=1e-6)
 
 
 # ---- tumour fidelity on constructed cases --------------------------------------------------------------------------

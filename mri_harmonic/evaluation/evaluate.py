@@ -54,6 +54,8 @@ class EvaluationResult:
     tumour: pd.DataFrame
     tumour_summary: pd.DataFrame
     paths: dict[str, Path] = field(default_factory=dict)
+    comparison: pd.DataFrame | None = None  # paired differences vs the baseline run (see .compare), when > 1 run
+    baseline: str | None = None
 
 
 def parse_directions(directions: str | Sequence[str]) -> list[str]:
@@ -243,6 +245,23 @@ def evaluate(
     return result
 
 
+def _comparison_section(result: "EvaluationResult") -> list[str]:
+    """report.md lines: paired differences against the baseline run (empty with a single run)."""
+    if result.comparison is None or result.comparison.empty:
+        return []
+    from mri_harmonic.evaluation.compare import comparison_markdown
+
+    return [
+        f"## Paired comparison against {result.baseline} (whole slice, 0-255)",
+        "",
+        "The same slices translated by each run: mean of the per-slice differences with a 95 % interval from a "
+        "subject-level bootstrap (comparison.csv). It captures test-set sampling only, not training-seed variation.",
+        "",
+        comparison_markdown(result.comparison, result.baseline),
+        "",
+    ]
+
+
 def _write_outputs(result, evaluated, store, split, dirs, dev, kept, sample_pos, reader_pos, tcfg, zero_background, seed, amp) -> None:
     from mri_harmonic import __version__
     from mri_harmonic.evaluation import figures
@@ -258,6 +277,13 @@ def _write_outputs(result, evaluated, store, split, dirs, dev, kept, sample_pos,
     result.table1 = table1(result.summary, dirs)
     paths["tumour_per_slice"] = atomic_write_csv(out / "tumour_per_slice.csv", result.tumour)
     paths["tumour_summary"] = atomic_write_csv(out / "tumour_summary.csv", result.tumour_summary)
+    if len(evaluated) > 1:
+        from mri_harmonic.evaluation.compare import compare_runs
+
+        # baseline: the first CycleGAN run (the paper's reference), else the first run given
+        result.baseline = next((r.label for r in evaluated if r.loaded.method == "cyclegan"), evaluated[0].label)
+        result.comparison = compare_runs(result.per_slice, result.baseline, seed=seed)
+        paths["comparison"] = atomic_write_csv(out / "comparison.csv", result.comparison)
 
     fig_dir = out / "figures"
     for d in dirs:
@@ -390,6 +416,7 @@ def report_markdown(result: EvaluationResult, inputs: dict[str, Any], paths: dic
         "Heuristic flags for review, not a diagnosis. Per slice: tumour_per_slice.csv.",
         "",
         tumour_markdown(result.tumour_summary),
+        *_comparison_section(result),
         "## Figures",
         "",
     ]
