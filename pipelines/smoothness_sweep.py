@@ -111,7 +111,13 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *lines,
         "",
-        "One training run per setting (one seed): differences of a few tenths of a grey level are within run-to-run noise.",
+        "One training run per setting (one seed). The paired comparison below puts an interval on each difference "
+        "from the test subjects (subject bootstrap); it does not capture training-seed variation.",
+        "",
+        "## Paired differences against cyclegan",
+        "",
+        (eval_dir / "report.md").read_text().split("## Paired comparison against cyclegan (whole slice, 0-255)")[-1]
+        .split("## Figures")[0].strip(),
     ]
     (args.out / "README.md").write_text("\n".join(text) + "\n")
     write_json(args.out / "timings.json", {"train_s": timings, "total_s": time.perf_counter() - t0})
