@@ -11,8 +11,9 @@ Steps (each skipped when its output is already complete, so a killed run continu
 4. ``mri-harmonic evaluate``    -> OUT                (both directions, regions, tumour fidelity, figures, reader study)
 5. OUT/README.md                                      (our Table 1 beside the paper's, timings, versions, configs)
 
-It runs in under an hour on a 2-core CPU at the defaults; on a GPU, raise the budget with ``--set`` overrides, e.g.
-``--set max_steps=20000`` (any TrainConfig key; see configs/phantom-cpu.yaml).
+It runs in under an hour on a 2-core CPU at the defaults; on a GPU, raise the budget with ``--set`` overrides into a
+new ``--work``/``--out`` (any TrainConfig key; the schedule is in epochs of ``data.max_slices_per_epoch`` steps and
+``max_steps`` only caps it), e.g. ``--set max_steps=null --set optim.epochs=200 --set optim.epochs_decay=200``.
 """
 
 from __future__ import annotations
