@@ -129,3 +129,10 @@ def repo_relative(path: Path) -> Path:
     """
     path = Path(path).resolve()
     return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
+def phantom_complete(data_dir: Path, subjects: int) -> bool:
+    """Whether ``mri-harmonic phantom`` finished ``subjects`` subjects in ``data_dir`` (it writes phantom.json first,
+    with an empty subject list, and fills the list when every subject is written)."""
+    meta = read_json(Path(data_dir) / "phantom.json", {}) or {}
+    return len(meta.get("subjects", [])) >= subjects

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, repo_relative, log, read_json, run_cli, train_command, train_in_parallel, versions, write_json  # noqa: E402
+from _common import ROOT, phantom_complete, repo_relative, log, read_json, run_cli, train_command, train_in_parallel, versions, write_json  # noqa: E402
 
 METHOD_CONFIGS = {
     "cyclegan": "configs/phantom-cpu-cyclegan.yaml",
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
 
     data = work / "data"
-    if not (data / "phantom.json").is_file():
+    if not phantom_complete(data, args.subjects):
         timings["phantom_s"] = run_cli(["phantom", data, "--subjects", args.subjects, "--seed", args.seed])
         write_json(work / "timings.json", timings)
     store = work / "store"

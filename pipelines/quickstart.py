@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, repo_relative, log, run_cli, train_command  # noqa: E402
+from _common import ROOT, phantom_complete, repo_relative, log, run_cli, train_command  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args.work = repo_relative(args.work)
     os.chdir(ROOT)  # paths in logs and reports are relative to the repository
     w = args.work
-    if not (w / "data" / "phantom.json").is_file():
+    if not phantom_complete(w / "data", args.subjects):
         run_cli(["phantom", w / "data", "--subjects", args.subjects, "--seed", 0])
     if not (w / "store" / "store.json").is_file():
         run_cli(["preprocess", w / "data", w / "store", "--config", "configs/preprocess-phantom.yaml"])
