@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Regenerate ``reports/performance.md``: run the three benchmarks back to back, then summarise them.
 
-    python pipelines/performance_report.py            # (or: make performance)   ~10 min on a 2-core CPU
+    python pipelines/performance_report.py            # (or: make performance)   ~5 min on a 2-core CPU
     python pipelines/performance_report.py --no-run   # only re-assemble from reports/benchmarks/*.json
 
 Benchmarks (each also writes its own ``reports/benchmarks/<name>.md`` and ``.json``):
