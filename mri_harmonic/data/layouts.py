@@ -51,6 +51,15 @@ LAYOUTS_UNDERSTOOD = (
 _TOKEN_RE = re.compile(r"^(?P<stem>.+)[_-](?P<tok>flair|t1ce|t1|t2|t2f|t1n|t1c|t2w|seg)\.nii(?:\.gz)?$", re.IGNORECASE)
 
 
+def modality_from_name(path: str | os.PathLike) -> str | None:
+    """The modality a BraTS-style file name announces (``*_flair``, ``*-t2f``, ...), or None when it says none."""
+    m = _TOKEN_RE.match(Path(path).name)
+    if not m:
+        return None
+    tok = m.group("tok").lower()
+    return "seg" if tok == "seg" else {**BRATS2021_TOKENS, **BRATS2023_TOKENS}.get(tok)
+
+
 @dataclass(frozen=True)
 class Source:
     """One image on disk: a 3-D file, or channel ``channel`` of a 4-D channels-last file (MSD)."""

@@ -35,7 +35,7 @@ import pandas as pd
 
 from mri_harmonic import __version__
 from mri_harmonic.errors import UserInputError
-from mri_harmonic.utils.io import atomic_dir
+from mri_harmonic.utils.io import atomic_dir, json_default
 
 FORMAT = "mri-harmonic-slice-store"
 FORMAT_VERSION = 1
@@ -93,7 +93,7 @@ def write_store(
         manifest[MANIFEST_COLUMNS + [c for c in manifest.columns if c not in MANIFEST_COLUMNS]].to_csv(
             tmp / "manifest.csv", index=False
         )
-        (tmp / "subjects.json").write_text(json.dumps(subjects, indent=1, default=_json_default) + "\n")
+        (tmp / "subjects.json").write_text(json.dumps(subjects, indent=1, default=json_default) + "\n")
         (tmp / "config.yaml").write_text(f"# resolved config, hash {config_hash}\n" + yaml.safe_dump(dict(config), sort_keys=False))
         (skipped if skipped is not None else pd.DataFrame(columns=["subject", "path", "reason"])).to_csv(
             tmp / "skipped.csv", index=False
@@ -111,7 +111,7 @@ def write_store(
             "splits": splits_meta,
             **dict(extra_meta or {}),
         }
-        (tmp / "store.json").write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
+        (tmp / "store.json").write_text(json.dumps(meta, indent=2, default=json_default) + "\n")
     return path
 
 
@@ -223,12 +223,3 @@ class SliceStore:
         state["_arrays"] = {}
         return state
 
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(type(obj).__name__)

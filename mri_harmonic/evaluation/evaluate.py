@@ -29,9 +29,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from mri_harmonic.directions import DIRECTIONS as DIRECTION_MODALITIES
 from mri_harmonic.errors import UserInputError
 
-DIRECTION_MODALITIES = {"flair2t1": ("flair", "t1"), "t12flair": ("t1", "flair")}
 N_SAMPLE_ROWS = 6
 
 

@@ -45,6 +45,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from mri_harmonic.directions import DIRECTIONS as _DIRECTIONS
 from mri_harmonic.errors import UserInputError
 from mri_harmonic.utils.io import atomic_write_csv, atomic_write_text, ensure_writable_dir
 
@@ -80,7 +81,6 @@ PAPER_TABLE3 = pd.DataFrame(
 DEFAULT_TITLE = "MRI translation reader study"
 
 _MODALITY_NAMES = {"flair": "FLAIR", "t1": "T1", "t1ce": "T1ce", "t2": "T2"}
-_DIRECTIONS = {"flair2t1": ("flair", "t1"), "t12flair": ("t1", "flair")}
 _TOKEN = re.compile(r"@@([A-Z_]+)@@")
 
 

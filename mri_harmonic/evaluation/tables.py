@@ -17,10 +17,11 @@ from typing import Sequence
 
 import pandas as pd
 
+from mri_harmonic.directions import DIRECTIONS as _DIRECTION_TABLE
 from mri_harmonic.evaluation.metrics import METRICS
 from mri_harmonic.utils.io import atomic_write_csv, atomic_write_text
 
-DIRECTIONS = ("flair2t1", "t12flair")
+DIRECTIONS = tuple(_DIRECTION_TABLE)  # Table 1 column order: Flair -> T1, then T1 -> Flair
 DIRECTION_TITLES = {"flair2t1": "Flair -> T1", "t12flair": "T1 -> Flair"}
 PAPER_LABEL = "paper (ICLR 2019), BRATS 2015, not our data"
 OURS_LABEL = "ours"

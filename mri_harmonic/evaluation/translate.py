@@ -20,29 +20,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mri_harmonic.data.layouts import modality_from_name
+from mri_harmonic.directions import DIRECTIONS, modalities_of
 from mri_harmonic.errors import UserInputError
 
-DIRECTIONS = {"flair2t1": ("flair", "t1"), "t12flair": ("t1", "flair")}
 NIFTI_DESCRIP_LEN = 80
-
-
-def modality_from_name(path: str | os.PathLike) -> str | None:
-    """The modality a BraTS-style file name announces (``*_flair``, ``*-t2f``, ...), or None when it says none."""
-    from mri_harmonic.data.layouts import _TOKEN_RE, BRATS2021_TOKENS, BRATS2023_TOKENS
-
-    m = _TOKEN_RE.match(Path(path).name)
-    if not m:
-        return None
-    tok = m.group("tok").lower()
-    return "seg" if tok == "seg" else {**BRATS2021_TOKENS, **BRATS2023_TOKENS}.get(tok)
 
 
 def resolve_direction(run, direction: str | None) -> tuple[str, str]:
     """``direction`` (default: the run's training direction) -> (source modality, target modality)."""
     direction = direction or run.direction
-    if direction not in DIRECTIONS:
-        raise UserInputError(f"--direction {direction!r} is not known; use one of {', '.join(DIRECTIONS)}")
-    source, target = DIRECTIONS[direction]
+    source, target = modalities_of(direction)
     run.generator_for(source)  # one-line error when the run does not translate this modality
     return source, target
 

@@ -30,6 +30,7 @@ from mri_harmonic import __version__
 from mri_harmonic.config import config_hash, to_dict
 from mri_harmonic.data.datasets import PairedSliceDataset, UnpairedSliceDataset, to_network, to_unit
 from mri_harmonic.data.store import SliceStore
+from mri_harmonic.directions import modalities_of
 from mri_harmonic.errors import UserInputError
 from mri_harmonic.models.losses import (
     DistanceLoss,
@@ -73,7 +74,6 @@ from mri_harmonic.utils.device import (
 from mri_harmonic.utils.io import atomic_write_json, atomic_write_text, ensure_writable_dir
 
 #: ``--direction`` -> (domain A, domain B). Domain A is the source of ``G_AB``.
-DIRECTIONS: dict[str, tuple[str, str]] = {"flair2t1": ("flair", "t1"), "t12flair": ("t1", "flair")}
 
 
 # ---- state -------------------------------------------------------------------------------------------------------
@@ -247,9 +247,7 @@ def seed_worker(worker_id: int) -> None:
 
 # ---- run set-up ----------------------------------------------------------------------------------------------------
 def domains_for(direction: str) -> tuple[str, str]:
-    if direction not in DIRECTIONS:
-        raise UserInputError(f"--direction {direction!r} is not known; use one of {', '.join(DIRECTIONS)}")
-    return DIRECTIONS[direction]
+    return modalities_of(direction)
 
 
 def resolve_config(out_dir: str | Path, config_path: str | Path | None = None,

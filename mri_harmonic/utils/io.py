@@ -64,7 +64,7 @@ def atomic_write_text(target: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(target: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(target, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return atomic_write_text(target, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
 def atomic_write_csv(target: str | os.PathLike, frame: "Any", **kwargs: Any) -> Path:
@@ -113,13 +113,12 @@ def _umask() -> int:
     return mask
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy scalars and arrays and paths."""
     import numpy as np
 
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, Path):

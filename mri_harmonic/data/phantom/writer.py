@@ -96,7 +96,6 @@ def write_subject(subject: PhantomSubject, out_dir, index: int, layout: str = "b
         return subject_path(out_dir, index, layout)
     target = out_dir / name
     with atomic_dir(target) as tmp:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; give the case folder normal permissions
         for m, arr in subject.images.items():
             suffix = f"_{m}" if layout == "brats2021" else f"-{BRATS2023_SUFFIX[m]}"
             _save_nifti(_int16(arr), aff, tmp / f"{name}{suffix}.nii.gz")
@@ -106,12 +105,6 @@ def write_subject(subject: PhantomSubject, out_dir, index: int, layout: str = "b
             seg = _map_labels(subject.seg, LABELS_2023).astype(np.float32)
             _save_nifti(seg, aff, tmp / f"{name}-seg.nii.gz", qform_only=True)
     return target
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _record_path(out_dir: Path, index: int) -> Path:
