@@ -102,3 +102,27 @@ def test_model_config_rejects_unknown_norm():
         from_dict(ModelConfig, {"norm": "layer"})
     with pytest.raises(UserInputError, match="model.norm"):
         ModelConfig(norm="layer")
+
+
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
+def test_resize_convolution_has_no_checkerboard(upsample):
+    """A constant image stays constant through a resize-convolution generator away from the borders (the stride-2 convs
+    zero-pad), while stride-2 transposed convs with kernel 3 overlap unevenly and print a period-2 pattern
+    (Odena et al. 2016) -- the reason for ``model.upsample``. Same parameter count either way."""
+    torch.manual_seed(0)
+    kwargs = dict(ngf=4, n_blocks=1, norm="none", init_gain=0.1)
+    resize = build_generator(ModelConfig(upsample=upsample, **kwargs))
+    transpose = build_generator(ModelConfig(upsample="transpose", **kwargs))
+    assert n_params(resize) == n_params(transpose)
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in resize.modules())
+    x = torch.full((1, 1, 96, 96), 0.3)
+    with torch.no_grad():  # the centre 32x32 lies beyond the generator's receptive field of any border
+        y_resize, y_transpose = resize(x)[0, 0, 32:-32, 32:-32], transpose(x)[0, 0, 32:-32, 32:-32]
+    assert y_transpose.abs().max() < 0.99  # tanh not saturated
+    assert (y_resize - y_resize.mean()).abs().max() < 1e-6
+    assert (y_transpose - y_transpose.mean()).abs().max() > 1e-3
+
+
+def test_model_config_rejects_unknown_upsample():
+    with pytest.raises(UserInputError, match="model.upsample"):
+        ModelConfig(upsample="pixelshuffle")

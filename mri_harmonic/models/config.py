@@ -46,6 +46,10 @@ class ModelConfig:
     n_downsampling: int = 2
     """Stride-2 convolutions (and as many transposed convolutions); image sides must be divisible by
     ``2**n_downsampling``."""
+    upsample: Literal["transpose", "nearest", "bilinear"] = "transpose"
+    """How the generator upsamples: ``transpose`` = stride-2 transposed convs (the reference); ``nearest`` /
+    ``bilinear`` = resize then 3x3 conv ("resize-convolution", Odena, Dumoulin, Olah, Distill 2016), which cannot
+    produce the checkerboard pattern that transposed convs with kernel 3 / stride 2 print early in training."""
     d_layers: int = 3
     """Stride-2 layers of the PatchGAN; 3 gives the 70x70 receptive field."""
     norm: Literal["instance", "batch", "none"] = "instance"
@@ -64,6 +68,8 @@ class ModelConfig:
         require(0 <= self.n_downsampling <= 6, "model.n_downsampling", f"must be in 0..6, got {self.n_downsampling}")
         require(1 <= self.d_layers <= 6, "model.d_layers", f"must be in 1..6 (3 = 70x70 PatchGAN), got {self.d_layers}")
         require(self.init_gain > 0, "model.init_gain", f"must be > 0, got {self.init_gain}")
+        require(self.upsample in ("transpose", "nearest", "bilinear"), "model.upsample",
+                f"must be one of 'transpose', 'nearest', 'bilinear', got {self.upsample!r}")
         require(self.norm in ("instance", "batch", "none"), "model.norm",
                 f"must be one of 'instance', 'batch', 'none', got {self.norm!r}")
         require(self.init_type in ("normal", "xavier", "kaiming", "orthogonal"), "model.init_type",

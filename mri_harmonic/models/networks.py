@@ -54,14 +54,16 @@ class ResnetBlock(nn.Module):
 
 class ResnetGenerator(nn.Module):
     """ResNet generator: reflection pad + 7x7 conv, ``n_downsampling`` stride-2 3x3 convs, ``n_blocks``
-    :class:`ResnetBlock`, as many stride-2 transposed convs, reflection pad + 7x7 conv, tanh.
+    :class:`ResnetBlock`, as many x2 upsamplings (stride-2 transposed convs as the reference, or resize + reflection
+    pad + 3x3 conv for ``upsample="nearest"|"bilinear"``), reflection pad + 7x7 conv, tanh.
 
     Input ``(B, in_channels, H, W)`` with ``H`` and ``W`` divisible by ``2**n_downsampling``; output
     ``(B, out_channels, H, W)`` in [-1, 1].
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, ngf: int = 64, n_blocks: int = 9,
-                 n_downsampling: int = 2, norm: str = "instance", use_dropout: bool = False):
+                 n_downsampling: int = 2, norm: str = "instance", use_dropout: bool = False,
+                 upsample: str = "transpose"):
         super().__init__()
         bias = _conv_bias(norm)
         layers: list[nn.Module] = [
@@ -74,10 +76,11 @@ class ResnetGenerator(nn.Module):
         layers += [ResnetBlock(c, norm, use_dropout) for _ in range(n_blocks)]
         for i in range(n_downsampling):
             c = ngf * 2 ** (n_downsampling - i)
-            layers += [
-                nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
-                norm_layer(norm, c // 2), nn.ReLU(True),
-            ]
+            if upsample == "transpose":
+                up: list[nn.Module] = [nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1, bias=bias)]
+            else:
+                up = [nn.Upsample(scale_factor=2, mode=upsample), nn.ReflectionPad2d(1), nn.Conv2d(c, c // 2, 3, bias=bias)]
+            layers += [*up, norm_layer(norm, c // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
         self.multiple = 2**n_downsampling
@@ -139,7 +142,7 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
 def build_generator(cfg: ModelConfig) -> nn.Module:
     """An initialised :class:`ResnetGenerator` (``in_channels -> out_channels``; swap them for ``G_BA``)."""
     net = ResnetGenerator(cfg.in_channels, cfg.out_channels, cfg.ngf, cfg.n_blocks, cfg.n_downsampling, cfg.norm,
-                          cfg.use_dropout)
+                          cfg.use_dropout, cfg.upsample)
     return init_weights(net, cfg.init_type, cfg.init_gain)
 
 
