@@ -161,6 +161,22 @@ def test_resume_continues_exactly(synthetic_store, tmp_path):
             assert torch.equal(wa[net][k], wb[net][k]), (net, k)
 
 
+def test_resume_accepts_a_checkpoint_from_before_a_new_config_key(synthetic_store, tmp_path):
+    """Checkpoints written before a key existed (here: model.upsample) resume with that key at its default."""
+    from mri_harmonic.training.checkpoint import latest_path
+
+    out = tmp_path / "old"
+    train(synthetic_store, out, "flair2t1", tiny("max_steps=2"), progress=False)
+    path = latest_path(out)
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["config"]["model"]["upsample"]
+    torch.save(ckpt, path)
+    train(synthetic_store, out, "flair2t1", tiny("max_steps=3"), resume=True, progress=False)
+    assert read_checkpoint(path)["step"] == 3
+    with pytest.raises(UserInputError, match="model.upsample"):  # a real change of the key is still refused
+        train(synthetic_store, out, "flair2t1", tiny("max_steps=4", "model.upsample=nearest"), resume=True, progress=False)
+
+
 def test_cyclegan_and_distancegan_record_their_method(synthetic_store, tmp_path):
     for method in ("cyclegan", "distancegan"):
         out = tmp_path / method

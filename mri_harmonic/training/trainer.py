@@ -27,7 +27,7 @@ import yaml
 from torch import nn
 
 from mri_harmonic import __version__
-from mri_harmonic.config import config_hash, to_dict
+from mri_harmonic.config import config_hash, from_dict, to_dict
 from mri_harmonic.data.datasets import PairedSliceDataset, UnpairedSliceDataset, to_network, to_unit
 from mri_harmonic.data.store import SliceStore
 from mri_harmonic.directions import modalities_of
@@ -287,8 +287,10 @@ def check_resume(ckpt: Mapping[str, Any], cfg: TrainConfig, direction: str, stor
         raise UserInputError(
             f"--resume: store {store.path} (config hash {store.config_hash}) is not the store run {out_dir} was trained "
             f"on ({ckpt.get('store')}, hash {ckpt.get('store_config_hash')}); pass that store or another --out")
-    if resume_hash(ckpt["config"]) != resume_hash(cfg):
-        diff = "; ".join(config_differences(ckpt["config"], cfg)[:4])
+    # through the dataclasses, so a key added to the package since the checkpoint was written takes its default
+    saved = from_dict(TrainConfig, ckpt["config"], source=f"{ckpt_io.latest_path(out_dir)} (config)")
+    if resume_hash(saved) != resume_hash(cfg):
+        diff = "; ".join(config_differences(saved, cfg)[:4])
         raise UserInputError(
             f"--resume: the config differs from the one run {out_dir} was trained with ({diff}); resume with the same "
             "config (omit --config to reuse the run's own) or train into another --out")
