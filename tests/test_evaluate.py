@@ -52,8 +52,9 @@ def test_outputs_written(evaluated):
         assert (out / name).is_file(), name
     per_slice = pd.read_csv(out / "per_slice.csv")
     assert list(per_slice.columns) == ["subject", "slice_index", "run", "method", "direction", "region", "scale", "MAE", "MSE", "PSNR", "SSIM"]
-    # 12 test slices x 2 runs x 2 directions x 2 scales for slice and brain; every synthetic slice has a tumour
-    assert len(per_slice) == 12 * 2 * 2 * 2 * 3
+    # 12 test slices x (2 runs + the input-as-output reference) x 2 directions x 2 scales x 3 regions (every
+    # synthetic slice has a tumour)
+    assert len(per_slice) == 12 * 3 * 2 * 2 * 3
     assert set(per_slice["region"]) == {"slice", "brain", "tumour"} and set(per_slice["scale"]) == {"0-255", "0-1"}
     key = pd.read_csv(out / "reader_study" / "key.csv")
     assert key["case_id"].nunique() == 3 and set(key["method"]) == {"harmonic", "cyclegan"}
@@ -89,7 +90,8 @@ def test_table1_layout_and_paper_block(evaluated):
     root, _, _, result = evaluated
     t1 = pd.read_csv(root / "report" / "table1.csv")
     ours = t1[t1["source"] == "ours"]
-    assert list(ours["run"]) == ["harmonic-run", "cyclegan-run"] and list(ours["method"]) == ["harmonic", "cyclegan"]
+    assert list(ours["run"]) == ["harmonic-run", "cyclegan-run", "input-as-output"]
+    assert list(ours["method"]) == ["harmonic", "cyclegan", "identity"]
     for d in ("flair2t1", "t12flair"):
         for m in ("MAE", "MSE", "PSNR", "SSIM"):
             assert f"{d} {m}" in t1.columns
@@ -121,6 +123,41 @@ def test_report_lists_inputs_and_conventions(evaluated):
     diff = sel[sel.run == "harmonic-run"]["MAE"].mean() - sel[sel.run == "cyclegan-run"]["MAE"].mean()
     row = cmp[(cmp.run == "harmonic-run") & (cmp.direction == "flair2t1") & (cmp.metric == "MAE")].iloc[0]
     assert row["mean_diff"] == pytest.approx(diff, abs=1e-6)
+
+
+def test_reference_row_scores_the_input_itself(evaluated):
+    """The input-as-output row is the untranslated source slice (zeroed outside the brain) against the target,
+    scored with scikit-image; it is in the tables and the comparison, not in the figures or reader study."""
+    from mri_harmonic.data.store import SliceStore
+
+    root, store_path, _, result = evaluated
+    store = SliceStore(store_path)
+    ps = result.per_slice
+    for pos in (0, 7):
+        row = store.split_manifest("test").iloc[pos]
+        r = int(row["row"])
+        flair, t1 = (np.asarray(store.array("test", m)[r], dtype=np.float64) for m in ("flair", "t1"))
+        brain = np.asarray(store.array("test", "mask")[r]) > 0
+        for d, src, tgt in (("flair2t1", flair, t1), ("t12flair", t1, flair)):
+            got = ps[(ps.subject == row["subject"]) & (ps.slice_index == row["slice_index"]) & (ps.run == "input-as-output")
+                     & (ps.direction == d) & (ps.scale == "0-255") & (ps.region == "slice")].iloc[0]
+            p255, t255 = src * brain * 255, tgt * 255
+            assert got["method"] == "identity"
+            assert got["MAE"] == pytest.approx(np.abs(p255 - t255).mean(), rel=1e-4)
+            ref = structural_similarity(t255, p255, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+            assert got["SSIM"] == pytest.approx(ref, abs=1e-4)
+    cmp = pd.read_csv(root / "report" / "comparison.csv")
+    assert "input-as-output" in set(cmp["run"])
+    assert "input-as-output" not in set(pd.read_csv(root / "report" / "reader_study" / "key.csv")["method"])
+    assert "input-as-output" not in set(result.tumour["run"])
+    assert "Reference row `input-as-output`" in (root / "report" / "report.md").read_text()
+
+
+def test_reference_row_can_be_left_out(evaluated, tmp_path):
+    root, store, runs, _ = evaluated
+    result = evaluate([str(runs[0])], store, out_dir=tmp_path / "r", device="cpu", samples=0, progress=False,
+                      reference=False, directions="flair2t1")
+    assert set(result.per_slice["run"]) == {"harmonic-run"} and result.comparison is None
 
 
 # ---- tumour fidelity on constructed cases --------------------------------------------------------------------------

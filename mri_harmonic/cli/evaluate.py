@@ -21,6 +21,7 @@ def evaluate_command(
     keep_background: bool = typer.Option(False, "--keep-background", help="Score raw outputs instead of zeroing them outside the brain."),
     seed: int = typer.Option(0, "--seed", help="Seed of the slices chosen for figures and the reader study."),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA (no effect on CPU)."),
+    reference: bool = typer.Option(True, "--reference/--no-reference", help="Also score the untranslated input (row input-as-output): the floor to beat."),
 ) -> None:
     """Translate every slice of a split with each run (both directions), score it, write tables/figures/report.md."""
     from mri_harmonic.evaluation.evaluate import evaluate
@@ -29,6 +30,7 @@ def evaluate_command(
     result = evaluate(
         [str(r) for r in runs], store, split=split, directions=direction, out_dir=out, reader_study=reader_study,
         batch_size=batch_size, device=device, zero_background=not keep_background, seed=seed, amp=amp,
+        reference=reference,
     )
     typer.echo(table1_markdown(result.table1))
     typer.echo(f"report: {result.paths['report']}")

@@ -33,6 +33,8 @@ from mri_harmonic.directions import DIRECTIONS as DIRECTION_MODALITIES
 from mri_harmonic.errors import UserInputError
 
 N_SAMPLE_ROWS = 6
+#: Label and method of the no-translation reference row: the input slice scored as if it were the translation.
+REFERENCE_RUN, REFERENCE_METHOD = "input-as-output", "identity"
 
 
 @dataclass
@@ -144,6 +146,7 @@ def evaluate(
     seed: int = 0,
     tumour_config=None,
     progress: bool = True,
+    reference: bool = True,
 ) -> EvaluationResult:
     """Evaluate ``runs`` on ``split`` of ``store``; write tables, figures and ``report.md`` to ``out_dir``.
 
@@ -164,6 +167,9 @@ def evaluate(
         samples: rows in each sample-grid figure.
         seed: seed of the slice choice for figures and the reader study.
         tumour_config: :class:`~mri_harmonic.evaluation.tumour.TumourCheckConfig` (defaults when ``None``).
+        reference: also score the untranslated input against the target (row ``input-as-output``, method
+            ``identity``, zeroed outside the brain like the translations): the floor a translation must beat. In
+            the metric tables and the paired comparison; not in figures, tumour checks or the reader study.
     """
     import torch
     from torch.utils.data import DataLoader
@@ -231,6 +237,12 @@ def evaluate(
                     for p_i, pos in enumerate(positions):
                         if pos in kept:
                             kept[pos]["out"][(run.label, d)] = pred_np[p_i, 0]
+            if reference:
+                for d in dirs:
+                    src, tgt = DIRECTION_MODALITIES[d]
+                    as_output = unit[src] * brain if zero_background else unit[src]
+                    acc.update(as_output, unit[tgt], regions,
+                               keys={**keys, "run": REFERENCE_RUN, "method": REFERENCE_METHOD, "direction": d})
             position += b
 
     per_slice = acc.frame()
@@ -277,7 +289,7 @@ def _write_outputs(result, evaluated, store, split, dirs, dev, kept, sample_pos,
     result.table1 = table1(result.summary, dirs)
     paths["tumour_per_slice"] = atomic_write_csv(out / "tumour_per_slice.csv", result.tumour)
     paths["tumour_summary"] = atomic_write_csv(out / "tumour_summary.csv", result.tumour_summary)
-    if len(evaluated) > 1:
+    if len(set(result.per_slice["run"])) > 1:
         from mri_harmonic.evaluation.compare import compare_runs
 
         # baseline: the first CycleGAN run (the paper's reference), else the first run given
@@ -384,6 +396,10 @@ def report_markdown(result: EvaluationResult, inputs: dict[str, Any], paths: dic
         "dropped), averaged over the region's pixels — for the whole slice identical to scikit-image "
         "`structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)` and MONAI "
         "`SSIMMetric`. Means and (population) stds are over slices.",
+        *([f"- **Reference row `{REFERENCE_RUN}`** (method `{REFERENCE_METHOD}`): the input slice itself scored as "
+           "the translation (same background rule). It is the floor: a run that does not beat it on a metric has not "
+           "learned a better mapping than doing nothing, whatever it gains on another run."]
+          if REFERENCE_RUN in set(result.per_slice["run"]) else []),
         "",
         "## Table 1 layout",
         "",
