@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for _, r in t1.iterrows():
         label = r["run"]
-        setting = "defaults (configs/phantom-cpu.yaml)" if label == "harmonic" else ("lambda_smooth = 0 (CycleGAN)" if label == "cyclegan" else ", ".join(variants.get(label, [])))
+        setting = {"harmonic": "defaults (configs/phantom-cpu.yaml)", "cyclegan": "lambda_smooth = 0 (CycleGAN)",
+                   "input-as-output": "no translation: the input scored as output (the floor)"}.get(label) or ", ".join(variants.get(label, []))
         rows.append({"run": label, "setting": setting,
                      **{f"{d} {m}": r[f"{d} {m}"] for d in directions for m in METRICS},
                      "cells better than cyclegan": "-" if label == "cyclegan" else f"{wins_against(r, base, directions)}/{4 * len(directions)}"})
