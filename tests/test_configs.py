@@ -100,3 +100,12 @@ def test_lr_scaling_rule():
     assert load_train_config(None, ["optim.lr_scaling=sqrt"]).optim.scaled_lr(4) == pytest.approx(4e-4)
     assert load_train_config(None, ["optim.lr_scaling=linear"]).optim.scaled_lr(4) == pytest.approx(8e-4)
     assert TrainConfig().optim.scaled_lr(4) == pytest.approx(2e-4)
+
+
+def test_phantom_long_preset_only_stretches_the_budget():
+    ref = load_train_config(CONFIGS / "phantom-cpu.yaml")
+    long = load_train_config(CONFIGS / "phantom-cpu-long.yaml")
+    changed = {d.split(":")[0] for d in config_differences(ref, long, ignore=())}
+    assert changed == {"optim.epochs", "optim.epochs_decay", "max_steps", "time_budget_minutes", "sample_every", "checkpoint_every"}
+    assert long.max_steps == 4 * ref.max_steps
+    assert long.optim.epochs + long.optim.epochs_decay == 4 * (ref.optim.epochs + ref.optim.epochs_decay)
