@@ -8,6 +8,8 @@
 5. ``mri-harmonic translate``  one test subject's FLAIR volume -> a synthetic T1 NIfTI   -> work/quickstart/synthetic
 
 Every step is skipped when its output is complete, so running it again continues where it stopped.
+``--config configs/phantom-cpu-long.yaml`` trains four times longer (~40 min more) for a T1-like Flair -> T1; that
+run goes to ``run-phantom-cpu-long`` (and its report to ``report-phantom-cpu-long``) beside the default one.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=ROOT / "work" / "quickstart")
     ap.add_argument("--subjects", type=int, default=16)
+    ap.add_argument("--config", default="configs/phantom-cpu.yaml", help="training config (YAML)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="TrainConfig override, e.g. max_steps=200")
     args = ap.parse_args(argv)
     args.work = repo_relative(args.work)
@@ -34,20 +37,21 @@ def main(argv: list[str] | None = None) -> int:
         run_cli(["phantom", w / "data", "--subjects", args.subjects, "--seed", 0])
     if not (w / "store" / "store.json").is_file():
         run_cli(["preprocess", w / "data", w / "store", "--config", "configs/preprocess-phantom.yaml"])
-    run = w / "run"
+    suffix = "" if Path(args.config).name == "phantom-cpu.yaml" else f"-{Path(args.config).stem}"
+    run, report = w / f"run{suffix}", w / f"report{suffix}"
     if not (run / "DONE").is_file():
-        run_cli(train_command(w / "store", run, "configs/phantom-cpu.yaml", "flair2t1", args.overrides))
+        run_cli(train_command(w / "store", run, args.config, "flair2t1", args.overrides))
         (run / "DONE").write_text("ok\n")
-    run_cli(["evaluate", run, "--store", w / "store", "--split", "test", "--out", w / "report", "--reader-study", 8])
+    run_cli(["evaluate", run, "--store", w / "store", "--split", "test", "--out", report, "--reader-study", 8])
 
     import pandas as pd
 
     manifest = pd.read_csv(w / "store" / "manifest.csv", dtype={"subject": str})
     subject = sorted(manifest.loc[manifest["split"] == "test", "subject"].unique())[0]
     flair = w / "data" / subject / f"{subject}_flair.nii.gz"
-    out = w / "synthetic" / f"{subject}_t1_synthetic.nii.gz"
+    out = w / f"synthetic{suffix}" / f"{subject}_t1_synthetic.nii.gz"
     run_cli(["translate", run, flair, out, "--direction", "flair2t1"])
-    log(f"report: {w / 'report' / 'report.md'}   synthetic T1: {out}")
+    log(f"report: {report / 'report.md'}   synthetic T1: {out}")
     return 0
 
 
