@@ -136,3 +136,31 @@ def phantom_complete(data_dir: Path, subjects: int) -> bool:
     with an empty subject list, and fills the list when every subject is written)."""
     meta = read_json(Path(data_dir) / "phantom.json", {}) or {}
     return len(meta.get("subjects", [])) >= subjects
+
+
+def parse_variants(specs: Sequence[str]) -> dict[str, list[str]]:
+    """``["NAME=key=value[,key=value]", ...]`` -> ``{NAME: ["key=value", ...]}``; a malformed spec exits with one line."""
+    variants: dict[str, list[str]] = {}
+    for spec in specs:
+        name, _, sets = spec.partition("=")
+        if not name or not sets:
+            raise SystemExit(f"error: --variant {spec!r}: expected NAME=key=value[,key=value]")
+        variants[name] = sets.split(",")
+    return variants
+
+
+def markdown_rows(table, header: Sequence[str]) -> list[str]:
+    """A Markdown table of ``table``'s ``header`` columns; floats below 1 with 3 decimals, others with 2."""
+    def fmt(v) -> str:
+        if isinstance(v, float):
+            return f"{v:.3f}" if abs(v) < 1 else f"{v:.2f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(fmt(r[h]) for h in header) + " |" for _, r in table.iterrows()]
+
+
+def training_clocks(run_dirs: dict[str, Path]) -> dict[str, float | None]:
+    """Each run's own training time in seconds (``summary.json`` ``elapsed_s``, summed over resumptions), so a report
+    regenerated without retraining still records how long its runs took."""
+    return {name: (read_json(Path(d) / "summary.json", {}) or {}).get("elapsed_s") for name, d in run_dirs.items()}

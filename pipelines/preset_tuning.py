@@ -25,7 +25,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, read_json, repo_relative, run_cli, train_command, train_in_parallel, versions, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT, markdown_rows, parse_variants, repo_relative, run_cli, train_command, train_in_parallel, training_clocks,
+    versions, write_json,
+)
 
 #: Every variant: no wall-clock stop (the step count binds), sparser samples and checkpoints kept for inspection.
 COMMON = ["time_budget_minutes=null", "sample_every=600", "checkpoint_every=600", "keep_checkpoints=10", "tensorboard=false"]
@@ -59,12 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     preset = args.work / "runs" / PRESET
     if not (preset / "DONE").is_file():
         raise SystemExit(f"error: {preset} is not a finished run; run pipelines/phantom_benchmark.py first")
-    variants: dict[str, list[str]] = {}
-    for spec in args.variant or DEFAULT_VARIANTS:
-        name, _, sets = spec.partition("=")
-        if not name or not sets:
-            raise SystemExit(f"error: --variant {spec!r}: expected NAME=key=value[,key=value]")
-        variants[name] = sets.split(",")
+    variants = parse_variants(args.variant or DEFAULT_VARIANTS)
 
     t0 = time.perf_counter()
     runs_dir = args.work / "preset-tuning"
@@ -109,12 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         if last:
             shutil.copy(last[-1], args.out / f"train-samples-{name}.png")
 
-    def fmt(v):
-        return f"{v:.3f}" if isinstance(v, float) and abs(v) < 1 else (f"{v:.2f}" if isinstance(v, float) else str(v))
-
     header = ["run", "change", "image pairs", *[f"{r} {d} {m}" for r, d, m in CELLS], "cells better than preset"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(r[h]) for h in header) + " |" for _, r in table.iterrows()]
+    lines = markdown_rows(table, header)
     text = [
         "# Can the CPU preset learn faster? Training-dynamics variants on the phantom",
         "",
@@ -136,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "differences from the validation subjects only.",
     ]
     (args.out / "README.md").write_text("\n".join(text) + "\n")
-    # each run's own training clock (summary.json), which survives the run being trained by an earlier invocation
-    run_seconds = {n: read_json(runs_dir / n / "summary.json", {}).get("elapsed_s") for n in variants}
+    run_seconds = training_clocks({n: runs_dir / n for n in variants})
     write_json(args.out / "timings.json", {"train_elapsed_s": run_seconds, "trained_now_s": timings,
                                            "total_s": time.perf_counter() - t0,
                                            "note": "runs trained two side by side, one CPU thread each, on 2 cores"})

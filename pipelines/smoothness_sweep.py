@@ -20,7 +20,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, repo_relative, run_cli, train_command, train_in_parallel, versions, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT, markdown_rows, parse_variants, repo_relative, run_cli, train_command, train_in_parallel, training_clocks, versions,
+    write_json,
+)
 
 DEFAULT_VARIANTS = [
     "lambda3=loss.lambda_smooth=3.0",
@@ -58,12 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (path / "DONE").is_file():
             raise SystemExit(f"error: {path} is not a finished run; run pipelines/phantom_benchmark.py first")
 
-    variants: dict[str, list[str]] = {}
-    for spec in args.variant or DEFAULT_VARIANTS:
-        name, _, sets = spec.partition("=")
-        if not name or not sets:
-            raise SystemExit(f"error: --variant {spec!r}: expected NAME=key=value[,key=value]")
-        variants[name] = sets.split(",")
+    variants = parse_variants(args.variant or DEFAULT_VARIANTS)
 
     t0 = time.perf_counter()
     commands = {
@@ -96,12 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "sweep.csv", index=False)
 
-    def fmt(v):
-        return f"{v:.2f}" if isinstance(v, float) and abs(v) >= 1 else (f"{v:.3f}" if isinstance(v, float) else str(v))
-
     header = ["run", "setting", *[f"{d} {m}" for d in directions for m in METRICS], "cells better than cyclegan"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(r[h]) for h in header) + " |" for _, r in table.iterrows()]
+    lines = markdown_rows(table, header)
     text = [
         "# Smoothness-term sweep on the phantom",
         "",
@@ -121,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         .split("## Figures")[0].strip(),
     ]
     (args.out / "README.md").write_text("\n".join(text) + "\n")
-    write_json(args.out / "timings.json", {"train_s": timings, "total_s": time.perf_counter() - t0})
+    write_json(args.out / "timings.json", {"train_elapsed_s": training_clocks({n: args.work / "sweep" / n for n in variants}),
+                                           "trained_now_s": timings, "total_s": time.perf_counter() - t0})
     write_json(args.out / "versions.json", versions())
     print("\n".join(lines))
     return 0
