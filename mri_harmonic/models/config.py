@@ -44,7 +44,7 @@ class ModelConfig:
     n_blocks: int = 9
     """ResNet blocks in the generator (9 = the reference's ``resnet_9blocks``)."""
     n_downsampling: int = 2
-    """Stride-2 convolutions (and as many transposed convolutions); image sides must be divisible by
+    """Stride-2 convolutions (and as many x2 upsamplings, see ``upsample``); image sides must be divisible by
     ``2**n_downsampling``."""
     upsample: Literal["transpose", "nearest", "bilinear"] = "transpose"
     """How the generator upsamples: ``transpose`` = stride-2 transposed convs (the reference); ``nearest`` /
