@@ -164,3 +164,10 @@ def training_clocks(run_dirs: dict[str, Path]) -> dict[str, float | None]:
     """Each run's own training time in seconds (``summary.json`` ``elapsed_s``, summed over resumptions), so a report
     regenerated without retraining still records how long its runs took."""
     return {name: (read_json(Path(d) / "summary.json", {}) or {}).get("elapsed_s") for name, d in run_dirs.items()}
+
+
+def is_better(metric: str, value: float, base: float) -> bool:
+    """``value`` beats ``base`` on ``metric`` (lower MAE/MSE, higher PSNR/SSIM, as the paired comparison counts it)."""
+    from mri_harmonic.evaluation.compare import HIGHER_IS_BETTER
+
+    return value > base if HIGHER_IS_BETTER[metric] else value < base

@@ -27,9 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    ROOT, markdown_rows, parse_variants, repo_relative, run_cli, train_command, train_in_parallel, training_clocks,
-    versions, write_json,
+    ROOT, is_better, markdown_rows, parse_variants, repo_relative, run_cli, train_command, train_in_parallel,
+    training_clocks, versions, write_json,
 )
+from mri_harmonic.evaluation.evaluate import REFERENCE_RUN  # noqa: E402
 
 #: Every variant: no wall-clock stop (the step count binds), sparser samples and checkpoints kept for inspection.
 COMMON = ["time_budget_minutes=null", "sample_every=600", "checkpoint_every=600", "keep_checkpoints=10", "tensorboard=false"]
@@ -47,7 +48,6 @@ DEFAULT_VARIANTS = [
     "long4x=max_steps=9600,optim.epochs=48,optim.epochs_decay=48,sample_every=1200,checkpoint_every=1200",
 ]
 CELLS = [(r, d, m) for r in ("slice", "brain") for d in ("flair2t1", "t12flair") for m in ("MAE", "SSIM")]
-HIGHER_IS_BETTER = {"MAE": False, "SSIM": True}
 PRESET = "harmonic"
 
 
@@ -89,17 +89,16 @@ def main(argv: list[str] | None = None) -> int:
         cfg = yaml.safe_load((preset if run == PRESET else runs_dir / run).joinpath("config.yaml").read_text())
         return int(cfg["max_steps"]) * int(cfg["data"]["batch_size"])
 
-    order = [PRESET, *variants, "input-as-output"]
     rows = []
-    for run in order:
+    for run in [PRESET, *variants, REFERENCE_RUN]:
         cells = {f"{r} {d} {m}": float(summ[(run, r, d, m)]) for r, d, m in CELLS}
-        better = "-" if run == PRESET else sum(
-            int((cells[f"{r} {d} {m}"] > summ[(PRESET, r, d, m)]) if HIGHER_IS_BETTER[m] else (cells[f"{r} {d} {m}"] < summ[(PRESET, r, d, m)]))
-            for r, d, m in CELLS)
-        change = {PRESET: "configs/phantom-cpu.yaml as shipped (the benchmark's run)",
-                  "input-as-output": "no translation: the input scored as output (the floor)"}.get(run) or ", ".join(variants[run])
-        rows.append({"run": run, "change": change, "image pairs": "-" if run == "input-as-output" else pairs(run),
-                     **cells, "cells better than preset": better if run != "input-as-output" else "-"})
+        if run == REFERENCE_RUN:
+            change, n_pairs, better = "no translation: the input scored as output (the floor)", "-", "-"
+        else:
+            change = "configs/phantom-cpu.yaml as shipped (the benchmark's run)" if run == PRESET else ", ".join(variants[run])
+            n_pairs = pairs(run)
+            better = "-" if run == PRESET else sum(is_better(m, cells[f"{r} {d} {m}"], summ[(PRESET, r, d, m)]) for r, d, m in CELLS)
+        rows.append({"run": run, "change": change, "image pairs": n_pairs, **cells, "cells better than preset": better})
     table = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "tuning.csv", index=False)

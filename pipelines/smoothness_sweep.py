@@ -21,9 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    ROOT, markdown_rows, parse_variants, repo_relative, run_cli, train_command, train_in_parallel, training_clocks, versions,
-    write_json,
+    ROOT, is_better, markdown_rows, parse_variants, repo_relative, run_cli, train_command, train_in_parallel, training_clocks,
+    versions, write_json,
 )
+from mri_harmonic.evaluation.evaluate import REFERENCE_RUN  # noqa: E402
+from mri_harmonic.evaluation.metrics import METRICS  # noqa: E402
 
 DEFAULT_VARIANTS = [
     "lambda3=loss.lambda_smooth=3.0",
@@ -31,17 +33,10 @@ DEFAULT_VARIANTS = [
     "patch8=loss.smoothness.patch_size=8",
     "sigma0.35=loss.smoothness.sigma=0.35",
 ]
-METRICS = ("MAE", "MSE", "PSNR", "SSIM")
-HIGHER_IS_BETTER = {"MAE": False, "MSE": False, "PSNR": True, "SSIM": True}
 
 
 def wins_against(row, base, directions) -> int:
-    n = 0
-    for d in directions:
-        for m in METRICS:
-            a, b = row[f"{d} {m}"], base[f"{d} {m}"]
-            n += int(a > b) if HIGHER_IS_BETTER[m] else int(a < b)
-    return n
+    return sum(is_better(m, row[f"{d} {m}"], base[f"{d} {m}"]) for d in directions for m in METRICS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     for _, r in t1.iterrows():
         label = r["run"]
         setting = {"harmonic": "defaults (configs/phantom-cpu.yaml)", "cyclegan": "lambda_smooth = 0 (CycleGAN)",
-                   "input-as-output": "no translation: the input scored as output (the floor)"}.get(label) or ", ".join(variants.get(label, []))
+                   REFERENCE_RUN: "no translation: the input scored as output (the floor)"}.get(label) or ", ".join(variants.get(label, []))
         rows.append({"run": label, "setting": setting,
                      **{f"{d} {m}": r[f"{d} {m}"] for d in directions for m in METRICS},
                      "cells better than cyclegan": "-" if label == "cyclegan" else f"{wins_against(r, base, directions)}/{4 * len(directions)}"})
