@@ -8,7 +8,7 @@
 5. ``mri-harmonic translate``  one test subject's FLAIR volume -> a synthetic T1 NIfTI   -> work/quickstart/synthetic
 
 Every step is skipped when its output is complete, so running it again continues where it stopped.
-``--config configs/phantom-cpu-long.yaml`` trains four times longer (~40 min more) for a T1-like Flair -> T1; that
+``--config configs/phantom-cpu-long.yaml`` trains four times longer (~45 min more) for a T1-like Flair -> T1; that
 run goes to ``run-phantom-cpu-long`` (and its report to ``report-phantom-cpu-long``) beside the default one.
 """
 
