@@ -63,7 +63,7 @@ def test_outputs_written(evaluated):
 def test_per_slice_metrics_match_independent_reference(evaluated):
     """Re-translate one slice by hand and score it with scikit-image / NumPy."""
     from mri_harmonic.data.store import SliceStore
-    from mri_harmonic.training.checkpoint import load_run
+    from mri_harmonic.checkpoint import load_run
 
     root, store_path, runs, result = evaluated
     store = SliceStore(store_path)

@@ -16,7 +16,7 @@ import torch
 from conftest import make_synthetic_store
 from mri_harmonic.cli import main as cli_main
 from mri_harmonic.errors import UserInputError
-from mri_harmonic.training.checkpoint import load_run, read_checkpoint
+from mri_harmonic.checkpoint import load_run, read_checkpoint
 from mri_harmonic.training.config import TrainConfig, load_train_config
 from mri_harmonic.training.distributed import DistInfo, ResumableDistributedSampler
 from mri_harmonic.training.image_pool import ImagePool
@@ -129,7 +129,7 @@ def test_run_folder_checkpoint_and_load_run(synthetic_store, tmp_path):
     with torch.no_grad():
         y = g(x)
     assert y.shape == x.shape and y.abs().max() <= 1
-    from mri_harmonic.training.checkpoint import build_generators
+    from mri_harmonic.checkpoint import build_generators
     ref = build_generators(run.config.model)["G_AB"].eval()
     ref.load_state_dict(ckpt["models"]["G_AB"])
     with torch.no_grad():
@@ -163,7 +163,7 @@ def test_resume_continues_exactly(synthetic_store, tmp_path):
 
 def test_resume_accepts_a_checkpoint_from_before_a_new_config_key(synthetic_store, tmp_path):
     """Checkpoints written before a key existed (here: model.upsample) resume with that key at its default."""
-    from mri_harmonic.training.checkpoint import latest_path
+    from mri_harmonic.checkpoint import latest_path
 
     out = tmp_path / "old"
     train(synthetic_store, out, "flair2t1", tiny("max_steps=2"), progress=False)

@@ -72,7 +72,7 @@ def test_round_trip_geometry_and_readers(setup):
 
 def test_output_equals_model_on_preprocessed_slices(setup):
     from mri_harmonic.data.geometry import prepare_volume, slice_to_source_voxel
-    from mri_harmonic.training.checkpoint import load_run
+    from mri_harmonic.checkpoint import load_run
 
     root, _, run, pre, volume, _ = setup
     out = root / "out" / "check.nii.gz"
@@ -200,7 +200,7 @@ def test_translate_agrees_with_store_slices_of_real_preprocess(tmp_path):
     from mri_harmonic.data.geometry import slice_to_source_voxel
     from mri_harmonic.data.preprocess import preprocess
     from mri_harmonic.data.store import SliceStore
-    from mri_harmonic.training.checkpoint import load_run
+    from mri_harmonic.checkpoint import load_run
     from mri_harmonic.training.config import TrainConfig
     from mri_harmonic.training.trainer import train
 

@@ -43,7 +43,7 @@ class EvaluatedRun:
 
     label: str
     path: Path
-    loaded: Any  # mri_harmonic.training.checkpoint.LoadedRun
+    loaded: Any  # mri_harmonic.checkpoint.LoadedRun
     config_hash: str
 
 
@@ -110,7 +110,7 @@ def pick_slices(manifest: pd.DataFrame, n: int, seed: int = 0) -> list[int]:
 def load_runs(runs: Sequence[str | os.PathLike], store, device) -> list[EvaluatedRun]:
     """Load every run; a checkpoint of another slice size than the store -> one-line error naming it."""
     from mri_harmonic.config import config_hash
-    from mri_harmonic.training.checkpoint import load_run
+    from mri_harmonic.checkpoint import load_run
 
     if isinstance(runs, (str, os.PathLike)):
         runs = [runs]

@@ -192,7 +192,7 @@ def translate(
 
     Returns the written paths.
     """
-    from mri_harmonic.training.checkpoint import load_run
+    from mri_harmonic.checkpoint import load_run
     from mri_harmonic.utils.device import resolve_device
 
     if batch_size < 1:

@@ -41,7 +41,7 @@ from mri_harmonic.models.losses import (
     generator_losses,
 )
 from mri_harmonic.models.networks import build_discriminator
-from mri_harmonic.training import checkpoint as ckpt_io
+from mri_harmonic import checkpoint as ckpt_io
 from mri_harmonic.training.config import TrainConfig, config_differences, load_train_config, resume_hash
 from mri_harmonic.training.distributed import (
     DistInfo,
@@ -206,7 +206,7 @@ def train_step(s: TrainState, real_a: torch.Tensor, real_b: torch.Tensor) -> dic
 
 # ---- checkpoints -------------------------------------------------------------------------------------------------
 def make_checkpoint(s: TrainState, meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The checkpoint dict (see :mod:`mri_harmonic.training.checkpoint`) of the current state."""
+    """The checkpoint dict (see :mod:`mri_harmonic.checkpoint`) of the current state."""
     return {
         "format": ckpt_io.FORMAT, "version": ckpt_io.VERSION,
         "step": s.step, "epoch": s.epoch, "batch_in_epoch": s.batch_in_epoch, "elapsed_s": s.elapsed_s,

@@ -75,7 +75,7 @@ def presets():
 
 def loaded_run(model_cfg, image_size, device):
     """A :class:`LoadedRun` with freshly initialised generators (what ``load_run`` returns, minus the file)."""
-    from mri_harmonic.training.checkpoint import LoadedRun, build_generators
+    from mri_harmonic.checkpoint import LoadedRun, build_generators
 
     gens = build_generators(model_cfg)
     for g in gens.values():
