@@ -1,19 +1,23 @@
-"""Checkpoints: one plain dict per file, written atomically by rank 0, loadable with ``weights_only=True``.
+"""Checkpoints: the one module that writes and reads them (one plain dict per file, written atomically by rank
+0, loadable with ``weights_only=True``), and rebuilds a method's inference networks from a checkpoint's own config.
 
-Layout of a checkpoint (format ``mri-harmonic-checkpoint``, version 1)::
+Layout (format ``mri-harmonic-checkpoint``, version 2)::
 
     {"format", "version", "step", "epoch", "batch_in_epoch", "elapsed_s",
-     "config": to_dict(TrainConfig), "config_hash", "package_version", "method", "direction",
+     "config": resolved TrainConfig as a dict, "config_hash", "package_version", "method", "direction",
      "domain_a", "domain_b", "image_size": [H, W], "store": str, "store_config_hash",
-     "models": {"G_AB", "G_BA", "D_A", "D_B"} (state dicts of the unwrapped modules),
+     "store_config": the training store's resolved preprocessing config (so a run translates without its store),
+     "models": {net key: state dict} (the method's ``generator_keys`` + ``discriminator_keys``, unwrapped),
      "optimizers": {"G", "D"}, "schedulers": {"G", "D"},
      "pools": {"A", "B"} ({"images": (N,C,H,W), "generator": RNG state}),
-     "distance_stats": {"A": [mu, sigma], "B": [mu, sigma]} or None,
+     "data_statistics": what the method estimated from the data before step 1 (DistanceGAN) or None,
      "rng": {"python", "numpy", "torch", "cuda"}}
 
-``epoch`` / ``batch_in_epoch`` say where in the data order the next step starts, so ``--resume`` continues
-exactly. A run folder keeps ``checkpoints/latest.pt`` (always the newest) and the last ``keep`` periodic
-``checkpoints/step_NNNNNNN.pt``. :func:`load_run` is what evaluation and translation use.
+Version 1 (before the method registry) differs only in naming ``data_statistics`` ``distance_stats`` and lacking
+``store_config``; :func:`read_checkpoint` upgrades it in memory. ``epoch`` / ``batch_in_epoch`` say where in the data
+order the next step starts, so ``--resume`` continues exactly. A run folder keeps ``checkpoints/latest.pt`` (always
+the newest) and the last ``keep`` periodic ``checkpoints/step_NNNNNNN.pt``. :func:`load_run` is what evaluation and
+translation use; it imports nothing from :mod:`mri_harmonic.training`.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import contextlib
 import os
 import re
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +37,9 @@ from mri_harmonic.errors import UserInputError
 from mri_harmonic.utils.io import atomic_path, atomic_torch_save
 
 FORMAT = "mri-harmonic-checkpoint"
-VERSION = 1
+VERSION = 2
+#: Versions :func:`read_checkpoint` can upgrade to :data:`VERSION`.
+READABLE_VERSIONS = (1, 2)
 _STEP_FILE = re.compile(r"^step_(\d{7,})\.pt$")
 
 
@@ -94,12 +100,37 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserInputError(f"{path} is not an mri-harmonic checkpoint (no format '{FORMAT}')")
-    if ckpt.get("version") != VERSION:
+    if ckpt.get("version") not in READABLE_VERSIONS:
         raise UserInputError(
-            f"checkpoint {path} has format version {ckpt.get('version')}, this version of mri-harmonic reads {VERSION}; "
-            "use the mri-harmonic version it was written with (package_version in the file)"
+            f"checkpoint {path} has format version {ckpt.get('version')}, this version of mri-harmonic reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; use the mri-harmonic version it was written with "
+            f"(package_version {ckpt.get('package_version')!r} in the file)"
         )
+    return upgrade(ckpt)
+
+
+def upgrade(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint of an older readable version, in the current layout (in memory; the file is untouched)."""
+    if ckpt["version"] == 1:
+        ckpt = dict(ckpt)
+        ckpt["data_statistics"] = ckpt.pop("distance_stats", None)
+        ckpt.setdefault("store_config", None)
+        ckpt["version"] = VERSION
     return ckpt
+
+
+def pack(*, step: int, epoch: int, batch_in_epoch: int, elapsed_s: float, config: dict[str, Any], config_hash: str,
+         method: str, meta: dict[str, Any], models: dict[str, dict[str, torch.Tensor]], optimizers: dict[str, Any],
+         schedulers: dict[str, Any], pools: dict[str, Any], data_statistics: Any, rng: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint dict of the current layout (see the module docstring); ``meta`` holds the run facts
+    (direction, domains, image size, store, store_config_hash, store_config)."""
+    from mri_harmonic import __version__
+
+    return {"format": FORMAT, "version": VERSION, "step": int(step), "epoch": int(epoch),
+            "batch_in_epoch": int(batch_in_epoch), "elapsed_s": float(elapsed_s), "config": config,
+            "config_hash": config_hash, "package_version": __version__, "method": method, **meta, "models": models,
+            "optimizers": optimizers, "schedulers": schedulers, "pools": pools, "data_statistics": data_statistics,
+            "rng": rng}
 
 
 def resolve_checkpoint(run_dir: str | os.PathLike, checkpoint: str | int = "latest") -> Path:
@@ -128,10 +159,11 @@ def resolve_checkpoint(run_dir: str | os.PathLike, checkpoint: str | int = "late
 
 @dataclass
 class LoadedRun:
-    """A trained run, ready for translation: both generators in eval mode on ``device``."""
+    """A trained run, ready for translation: the method's translators in eval mode on ``device``."""
 
     run_dir: Path
-    config: Any  # TrainConfig
+    config: dict[str, Any]
+    """The run's resolved training config, as saved (a plain dict)."""
     method: str
     direction: str
     domain_a: str
@@ -139,16 +171,19 @@ class LoadedRun:
     image_size: tuple[int, int]
     step: int
     generators: dict[str, nn.Module] = field(default_factory=dict)
+    """``{"A": A -> B translator, "B": B -> A translator}``."""
     checkpoint_path: Path | None = None
     store: str | None = None
     store_config_hash: str | None = None
+    store_config: dict[str, Any] | None = None
+    """The training store's preprocessing config (None for checkpoints written before version 2)."""
 
     def generator_for(self, source_modality: str) -> nn.Module:
-        """The generator that maps ``source_modality`` to the other domain (``flair`` -> the flair->t1 net)."""
+        """The module that maps ``source_modality`` to the other domain (``flair`` -> the flair->t1 net)."""
         if source_modality == self.domain_a:
-            return self.generators["G_AB"]
+            return self.generators["A"]
         if source_modality == self.domain_b:
-            return self.generators["G_BA"]
+            return self.generators["B"]
         raise UserInputError(
             f"run {self.run_dir} translates between {self.domain_a} and {self.domain_b}, not from {source_modality!r}; "
             f"pick one of {self.domain_a}, {self.domain_b}"
@@ -160,36 +195,39 @@ class LoadedRun:
         return self.domain_b if source_modality == self.domain_a else self.domain_a
 
 
-def build_generators(model_cfg: Any) -> dict[str, nn.Module]:
-    """``G_AB`` (in -> out channels) and ``G_BA`` (out -> in), initialised from ``model_cfg``."""
-    from mri_harmonic.models.networks import build_generator
+def build_inference_method(config: dict[str, Any], source: str = "checkpoint config"):
+    """The run's method with freshly built generator networks (no discriminators, no loss modules), from the
+    ``model`` and ``loss`` sections of a saved training config."""
+    from mri_harmonic.config import from_dict
+    from mri_harmonic.methods import build_method
+    from mri_harmonic.models.config import LossConfig, ModelConfig
 
-    reverse = replace(model_cfg, in_channels=model_cfg.out_channels, out_channels=model_cfg.in_channels)
-    return {"G_AB": build_generator(model_cfg), "G_BA": build_generator(reverse)}
+    model = from_dict(ModelConfig, config.get("model", {}), source=source, prefix="model")
+    loss = from_dict(LossConfig, config.get("loss", {}), source=source, prefix="loss")
+    return build_method(model, loss, discriminators=False)
 
 
 def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu", checkpoint: str | int = "latest") -> LoadedRun:
-    """Load a run's generators from ``checkpoints/<checkpoint>.pt`` (``latest`` by default).
+    """Load a run's translators from ``checkpoints/<checkpoint>.pt`` (``latest`` by default).
 
     Raises a one-line :class:`UserInputError` when the folder or checkpoint is missing or not ours.
     """
-    from mri_harmonic.config import from_dict
-    from mri_harmonic.training.config import TrainConfig
     from mri_harmonic.utils.device import resolve_device
 
     run_dir = Path(run_dir)
     path = resolve_checkpoint(run_dir, checkpoint)
     dev = resolve_device(device) if isinstance(device, str) else device
     ckpt = read_checkpoint(path, map_location="cpu")
-    config = from_dict(TrainConfig, ckpt["config"], source=f"{path} (config)")
-    generators = build_generators(config.model)
-    for name, net in generators.items():
-        net.load_state_dict(ckpt["models"][name])
+    method = build_inference_method(ckpt["config"], source=f"{path} (config)")
+    for key in method.inference_keys():
+        net = method.nets[key]
+        net.load_state_dict(ckpt["models"][key])
         net.to(dev).eval()
         net.requires_grad_(False)
+    generators = {d: method.translator(d).eval() for d in "AB"}
     return LoadedRun(
-        run_dir=run_dir, config=config, method=ckpt["method"], direction=ckpt["direction"],
+        run_dir=run_dir, config=ckpt["config"], method=ckpt["method"], direction=ckpt["direction"],
         domain_a=ckpt["domain_a"], domain_b=ckpt["domain_b"], image_size=tuple(ckpt["image_size"]),
         step=int(ckpt["step"]), generators=generators, checkpoint_path=path, store=ckpt.get("store"),
-        store_config_hash=ckpt.get("store_config_hash"),
+        store_config_hash=ckpt.get("store_config_hash"), store_config=ckpt.get("store_config"),
     )

@@ -115,22 +115,24 @@ def test_run_folder_checkpoint_and_load_run(synthetic_store, tmp_path):
     assert {"epoch", "elapsed_s", "pairs_per_s", "lr", "cycle_a", "smooth_b", "d_a"} <= set(rows[0])
 
     ckpt = torch.load(out / "checkpoints" / "latest.pt", weights_only=True)
-    assert ckpt["format"] == "mri-harmonic-checkpoint" and ckpt["version"] == 1
+    assert ckpt["format"] == "mri-harmonic-checkpoint" and ckpt["version"] == 2
     assert (ckpt["method"], ckpt["direction"], ckpt["domain_a"], ckpt["domain_b"]) == ("harmonic", "t12flair", "t1", "flair")
     assert ckpt["image_size"] == [32, 32] and ckpt["store_config_hash"] == "synthetic000"
     assert set(ckpt["models"]) == {"G_AB", "G_BA", "D_A", "D_B"} and set(ckpt["pools"]) == {"A", "B"}
     assert {"optimizers", "schedulers", "rng", "epoch", "batch_in_epoch", "config_hash", "package_version"} <= set(ckpt)
+    assert ckpt["store_config"] == {"synthetic": True}  # the run carries its store's preprocessing config
 
     run = load_run(out)
     assert (run.method, run.direction, run.step, run.image_size) == ("harmonic", "t12flair", 4, (32, 32))
     g = run.generator_for("t1")
-    assert g is run.generators["G_AB"] and not g.training and run.target_of("t1") == "flair"
+    assert g is run.generators["A"] and not g.training and run.target_of("t1") == "flair"
     x = torch.rand(2, 1, 32, 32) * 2 - 1
     with torch.no_grad():
         y = g(x)
     assert y.shape == x.shape and y.abs().max() <= 1
-    from mri_harmonic.checkpoint import build_generators
-    ref = build_generators(run.config.model)["G_AB"].eval()
+    from mri_harmonic.models.config import ModelConfig
+    from mri_harmonic.models.networks import build_generator
+    ref = build_generator(ModelConfig(**run.config["model"])).eval()
     ref.load_state_dict(ckpt["models"]["G_AB"])
     with torch.no_grad():
         assert torch.equal(ref(x), y)
@@ -187,7 +189,7 @@ def test_cyclegan_and_distancegan_record_their_method(synthetic_store, tmp_path)
         assert not {"smooth_a", "smooth_b"} & cols
         assert ({"dist_ab", "dist_ba"} <= cols) == (method == "distancegan")
         if method == "distancegan":
-            mu, sd = ckpt["distance_stats"]["A"]
+            mu, sd = ckpt["data_statistics"]["A"]
             assert sd > 0 and mu > 0
         assert load_run(out).method == method
 

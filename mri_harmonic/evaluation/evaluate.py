@@ -31,6 +31,7 @@ import pandas as pd
 
 from mri_harmonic.directions import DIRECTIONS as DIRECTION_MODALITIES
 from mri_harmonic.errors import UserInputError
+from mri_harmonic.methods import BASELINE
 
 N_SAMPLE_ROWS = 6
 #: Label and method of the no-translation reference row: the input slice scored as if it were the translation.
@@ -293,7 +294,7 @@ def _write_outputs(result, evaluated, store, split, dirs, dev, kept, sample_pos,
         from mri_harmonic.evaluation.compare import compare_runs
 
         # baseline: the first CycleGAN run (the paper's reference), else the first run given
-        result.baseline = next((r.label for r in evaluated if r.loaded.method == "cyclegan"), evaluated[0].label)
+        result.baseline = next((r.label for r in evaluated if r.loaded.method == BASELINE), evaluated[0].label)
         result.comparison = compare_runs(result.per_slice, result.baseline, seed=seed)
         paths["comparison"] = atomic_write_csv(out / "comparison.csv", result.comparison)
 

@@ -36,10 +36,14 @@ def resolve_direction(run, direction: str | None) -> tuple[str, str]:
 
 
 def load_preprocess_config(run, store_config: str | os.PathLike | None = None):
-    """The :class:`PreprocessConfig` of the run's training store (or of ``store_config``: a store folder or YAML)."""
+    """The :class:`PreprocessConfig` of the run's training store (or of ``store_config``: a store folder or YAML).
+
+    Runs carry their store's config in the checkpoint (version 2); older ones point at the store folder."""
     from mri_harmonic.config import from_dict, read_yaml
     from mri_harmonic.data.config import PreprocessConfig
 
+    if store_config is None and run.store_config is not None:
+        return from_dict(PreprocessConfig, run.store_config, source=f"run {run.run_dir} (training store config)")
     if store_config is not None:
         path = Path(store_config)
         flag = "--store-config"

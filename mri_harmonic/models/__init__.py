@@ -3,7 +3,7 @@
 - :mod:`~mri_harmonic.models.config`: :class:`ModelConfig`, :class:`LossConfig`, :class:`SmoothnessConfig`.
 - :mod:`~mri_harmonic.models.networks`: ResNet generator, PatchGAN discriminator, ``build_*`` factories.
 - :mod:`~mri_harmonic.models.features`: patch extraction, soft histograms, VGG-16 patch features.
-- :mod:`~mri_harmonic.models.losses`: GAN, smoothness, distance losses and the named-term objectives.
+- :mod:`~mri_harmonic.models.losses`: GAN, smoothness, distance the losses the methods assemble.
 """
 
 from mri_harmonic.models.config import LossConfig, ModelConfig, SmoothnessConfig
@@ -20,8 +20,8 @@ from mri_harmonic.models.losses import (
     SmoothnessLoss,
     discriminator_loss,
     estimate_distance_stats,
-    generator_losses,
     graph_weights,
+    l1_loss,
     pairwise_l1,
 )
 from mri_harmonic.models.networks import NLayerDiscriminator, ResnetGenerator, build_discriminator, build_generator
@@ -31,5 +31,5 @@ __all__ = [
     "ResnetGenerator", "NLayerDiscriminator", "build_generator", "build_discriminator",
     "extract_patches", "SoftHistogram", "HistogramPatchFeatures", "VGGPatchFeatures", "build_patch_features",
     "GANLoss", "pairwise_l1", "graph_weights", "SmoothnessLoss", "DistanceLoss", "estimate_distance_stats",
-    "generator_losses", "discriminator_loss",
+    "l1_loss", "discriminator_loss",
 ]

@@ -15,7 +15,7 @@ norm, N(0, 0.02) init). Loss weights follow the same reference (``lambda_A = lam
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from mri_harmonic.config import require
 
@@ -133,9 +133,10 @@ class LossConfig:
     + [harmonic] lambda_smooth (smooth_A + smooth_B) + [distancegan] lambda_distance (dist_AB + dist_BA)``.
     """
 
-    method: Literal["harmonic", "cyclegan", "distancegan"] = "harmonic"
-    """``harmonic`` = CycleGAN + smoothness (HarmonicGAN); ``cyclegan``; ``distancegan`` = CycleGAN + the distance
-    constraint of Benaim & Wolf (NeurIPS 2017) in both directions (set ``lambda_cycle: 0`` for their pure variant)."""
+    method: str = "harmonic"
+    """A name in :data:`mri_harmonic.methods.METHODS`: ``harmonic`` = CycleGAN + smoothness (HarmonicGAN);
+    ``cyclegan``; ``distancegan`` = CycleGAN + the distance constraint of Benaim & Wolf (NeurIPS 2017) in both
+    directions (set ``lambda_cycle: 0`` for their pure variant); ``discogan``; ``unit``."""
     gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
     """Adversarial loss: least squares (reference default) or the original cross-entropy."""
     lambda_gan: float = 1.0
@@ -155,12 +156,17 @@ class LossConfig:
     between the images of a batch."""
     smoothness: SmoothnessConfig = field(default_factory=SmoothnessConfig)
     """The HarmonicGAN patch graph."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Settings of methods that bring their own objective (``discogan``, ``unit``), checked against that method's
+    ``Options`` dataclass and resolved with every default; empty for the CycleGAN family, whose settings are the
+    keys above."""
 
     def __post_init__(self) -> None:
         for name in ("lambda_gan", "lambda_cycle", "lambda_identity", "lambda_smooth", "lambda_distance"):
             v = getattr(self, name)
             require(v >= 0, f"loss.{name}", f"must be >= 0, got {v}")
-        require(self.method in ("harmonic", "cyclegan", "distancegan"), "loss.method",
-                f"must be one of 'harmonic', 'cyclegan', 'distancegan', got {self.method!r}")
+        from mri_harmonic.methods.registry import resolve_options  # the registry imports this module
+
+        self.options = resolve_options(self.method, self.options)
         require(self.gan_mode in ("lsgan", "vanilla"), "loss.gan_mode",
                 f"must be 'lsgan' or 'vanilla', got {self.gan_mode!r}")

@@ -1,11 +1,12 @@
-"""Losses of CycleGAN, HarmonicGAN and DistanceGAN, returned as named terms.
+"""Loss functions of CycleGAN, HarmonicGAN and DistanceGAN.
 
 - :class:`GANLoss`: LSGAN (Mao et al., ICCV 2017; the CycleGAN reference default) or the original cross-entropy GAN.
 - :class:`SmoothnessLoss`: the HarmonicGAN smoothness term (Zhang, Pfister, Li, ICLR 2019, Eq. 6-7)
   ``sum_ij w_ij(x) Dist[G(x)(i), G(x)(j)] + sum_ij w_ij(G(x)) Dist[F(G(x))(i), F(G(x))(j)]`` with
   ``w_ij(x) = exp(-Dist[x(i), x(j)] / sigma**2)`` (Eq. 3) and ``Dist`` the L1 distance between patch features.
 - :class:`DistanceLoss`: the distance constraint of DistanceGAN (Benaim & Wolf, NeurIPS 2017, Eq. 3-4).
-- :func:`generator_losses` / :func:`discriminator_loss`: the full objectives, one tensor per named term.
+- :func:`l1_loss` / :func:`discriminator_loss`: the pieces the methods (:mod:`mri_harmonic.methods`) assemble
+  their objectives from.
 
 Everything is vectorised over patches and pairs and computed in float32 (autocast is switched off inside).
 """
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mri_harmonic.models.config import LossConfig, SmoothnessConfig
+from mri_harmonic.models.config import SmoothnessConfig
 from mri_harmonic.models.features import build_patch_features
 
 
@@ -210,59 +211,10 @@ class DistanceLoss(nn.Module):
             return (nx - ng).abs().mean()
 
 
-def _l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def l1_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference in float32 (autocast off), as the reference's ``nn.L1Loss``."""
     with _no_autocast(a):
         return F.l1_loss(_f32(a), _f32(b))
-
-
-def generator_losses(real_a, real_b, fake_b, rec_a, fake_a, rec_b, pred_fake_b, pred_fake_a,
-                     cfg: LossConfig, gan: GANLoss, idt_a=None, idt_b=None,
-                     smooth: SmoothnessLoss | None = None, dist_ab: DistanceLoss | None = None,
-                     dist_ba: DistanceLoss | None = None) -> dict[str, torch.Tensor]:
-    """Named terms of the generators' objective and their weighted ``total``.
-
-    Naming follows the CycleGAN reference: ``fake_b = G_AB(real_a)``, ``rec_a = G_BA(fake_b)``,
-    ``fake_a = G_BA(real_b)``, ``rec_b = G_AB(fake_a)``, ``pred_fake_b = D_B(fake_b)``, ``pred_fake_a = D_A(fake_a)``,
-    ``idt_a = G_AB(real_b)`` (should stay ``real_b``), ``idt_b = G_BA(real_a)`` (should stay ``real_a``).
-
-    Terms: ``gan_ab``, ``gan_ba``, ``cycle_a``, ``cycle_b``; ``idt_a``, ``idt_b`` when those outputs are given
-    (required if ``lambda_identity > 0``); ``smooth_a = smooth(real_a, fake_b, rec_a)`` and
-    ``smooth_b = smooth(real_b, fake_a, rec_b)`` for ``harmonic``; ``dist_ab = dist_ab(real_a, fake_b)`` and
-    ``dist_ba = dist_ba(real_b, fake_a)`` for ``distancegan``. ``cyclegan`` computes neither extra term.
-
-    ``total = lambda_gan (gan_ab + gan_ba) + lambda_cycle (cycle_a + cycle_b)
-    + lambda_cycle lambda_identity (idt_a + idt_b) + lambda_smooth (smooth_a + smooth_b)
-    + lambda_distance (dist_ab + dist_ba)``.
-    """
-    out: dict[str, torch.Tensor] = {
-        "gan_ab": gan(pred_fake_b, True),
-        "gan_ba": gan(pred_fake_a, True),
-        "cycle_a": _l1(rec_a, real_a),
-        "cycle_b": _l1(rec_b, real_b),
-    }
-    total = cfg.lambda_gan * (out["gan_ab"] + out["gan_ba"]) + cfg.lambda_cycle * (out["cycle_a"] + out["cycle_b"])
-    if idt_a is not None or idt_b is not None:
-        if idt_a is None or idt_b is None:
-            raise ValueError("pass both idt_a = G_AB(real_b) and idt_b = G_BA(real_a), or neither")
-        out["idt_a"] = _l1(idt_a, real_b)
-        out["idt_b"] = _l1(idt_b, real_a)
-        total = total + cfg.lambda_cycle * cfg.lambda_identity * (out["idt_a"] + out["idt_b"])
-    elif cfg.lambda_identity > 0:
-        raise ValueError("lambda_identity > 0 needs idt_a = G_AB(real_b) and idt_b = G_BA(real_a)")
-    if cfg.method == "harmonic":
-        if smooth is None:
-            raise ValueError("method 'harmonic' needs a SmoothnessLoss (smooth=...)")
-        out["smooth_a"] = smooth(real_a, fake_b, rec_a)
-        out["smooth_b"] = smooth(real_b, fake_a, rec_b)
-        total = total + cfg.lambda_smooth * (out["smooth_a"] + out["smooth_b"])
-    elif cfg.method == "distancegan":
-        if dist_ab is None or dist_ba is None:
-            raise ValueError("method 'distancegan' needs DistanceLoss modules dist_ab and dist_ba")
-        out["dist_ab"] = dist_ab(real_a, fake_b)
-        out["dist_ba"] = dist_ba(real_b, fake_a)
-        total = total + cfg.lambda_distance * (out["dist_ab"] + out["dist_ba"])
-    out["total"] = total
-    return out
 
 
 def discriminator_loss(d: nn.Module, real: torch.Tensor, fake: torch.Tensor, gan: GANLoss) -> torch.Tensor:

@@ -80,6 +80,8 @@ class OptimConfig:
     """Epochs of linear decay to zero that follow (reference ``--n_epochs_decay 100``)."""
     lr_scaling: Literal["none", "sqrt", "linear"] = "none"
     """Rescale ``lr`` by the global batch size (see class docstring)."""
+    weight_decay: float = 0.0
+    """Adam's L2 weight decay (0 in the CycleGAN reference; UNIT's release uses 1e-4)."""
 
     def __post_init__(self) -> None:
         require(self.lr > 0, "optim.lr", f"must be > 0, got {self.lr}")
@@ -88,6 +90,7 @@ class OptimConfig:
         require(self.epochs >= 0, "optim.epochs", f"must be >= 0, got {self.epochs}")
         require(self.epochs_decay >= 0, "optim.epochs_decay", f"must be >= 0, got {self.epochs_decay}")
         require(self.epochs + self.epochs_decay >= 1, "optim.epochs", "epochs + epochs_decay must be >= 1")
+        require(self.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {self.weight_decay}")
 
     def scaled_lr(self, global_batch: int) -> float:
         """``lr`` after the ``lr_scaling`` rule for ``global_batch`` images per step."""
@@ -124,7 +127,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     """Generators and discriminators."""
     loss: LossConfig = field(default_factory=LossConfig)
-    """Objective, including ``loss.method`` (harmonic, cyclegan, distancegan)."""
+    """Objective, including ``loss.method`` (a name in :data:`mri_harmonic.methods.METHODS`)."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Adam and the learning-rate schedule."""
     data: DataConfig = field(default_factory=DataConfig)

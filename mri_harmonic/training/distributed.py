@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from mri_harmonic.methods.base import unwrap  # noqa: F401 - re-exported for the trainer
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -71,17 +73,6 @@ def wrap_ddp(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Modul
 
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module under DDP and ``torch.compile`` wrappers (what checkpoints store)."""
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, nn.Module):
-            model = model.module
-        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def all_reduce_mean(values: Mapping[str, torch.Tensor], info: DistInfo) -> dict[str, float]:

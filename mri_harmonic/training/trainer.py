@@ -1,11 +1,10 @@
-"""The trainer: CycleGAN / HarmonicGAN / DistanceGAN optimisation of two generators and two discriminators.
+"""The trainer: alternating generator / discriminator optimisation of any registered method.
 
 One step follows the CycleGAN reference (junyanz/pytorch-CycleGAN-and-pix2pix, ``models/cycle_gan_model.py``,
-``optimize_parameters``): forward both cycles; update ``G_AB`` and ``G_BA`` jointly (one Adam) with the
-discriminators frozen; then update ``D_A`` and ``D_B`` jointly (one Adam) on real images and on generated images
-drawn through the image pools. The generators' objective (named terms) comes from
-:func:`mri_harmonic.models.losses.generator_losses`; ``loss.method`` chooses CycleGAN, HarmonicGAN (smoothness
-term) or DistanceGAN (distance term).
+``optimize_parameters``): the method's generator objective is minimised by one Adam over its generator networks
+with the discriminators frozen; then its discriminator objective by one Adam over the discriminators, on real
+images and on generated images drawn through the image pools. ``loss.method`` names the method
+(:mod:`mri_harmonic.methods`), which owns the networks and the objectives.
 
 Run folder (``out_dir``): ``config.yaml`` (resolved TrainConfig; run facts in header comments), ``run.json``,
 ``metrics.csv``, ``train.log``, ``samples/step_NNNNNN.png``, ``checkpoints/{latest,step_NNNNNNN}.pt``,
@@ -32,15 +31,7 @@ from mri_harmonic.data.datasets import PairedSliceDataset, UnpairedSliceDataset,
 from mri_harmonic.data.store import SliceStore
 from mri_harmonic.directions import modalities_of
 from mri_harmonic.errors import UserInputError
-from mri_harmonic.models.losses import (
-    DistanceLoss,
-    GANLoss,
-    SmoothnessLoss,
-    discriminator_loss,
-    estimate_distance_stats,
-    generator_losses,
-)
-from mri_harmonic.models.networks import build_discriminator
+from mri_harmonic.methods import Method, build_method
 from mri_harmonic import checkpoint as ckpt_io
 from mri_harmonic.training.config import TrainConfig, config_differences, load_train_config, resume_hash
 from mri_harmonic.training.distributed import (
@@ -73,33 +64,18 @@ from mri_harmonic.utils.device import (
 )
 from mri_harmonic.utils.io import atomic_write_json, atomic_write_text, ensure_writable_dir
 
-#: ``--direction`` -> (domain A, domain B). Domain A is the source of ``G_AB``.
-
-
 # ---- state -------------------------------------------------------------------------------------------------------
 @dataclass
-class Criteria:
-    """Loss modules of one run (``smooth`` only for harmonic, ``dist_*`` only for distancegan)."""
-
-    gan: GANLoss
-    smooth: SmoothnessLoss | None = None
-    dist_ab: DistanceLoss | None = None
-    dist_ba: DistanceLoss | None = None
-
-
-@dataclass
 class TrainState:
-    """Everything a step reads and writes; ``nets`` may be DDP-wrapped (use :func:`unwrap` to save)."""
+    """Everything a step reads and writes; ``method.nets`` may be DDP-wrapped (use :func:`unwrap` to save)."""
 
     cfg: TrainConfig
     device: torch.device
     info: DistInfo
-    nets: dict[str, nn.Module]
+    method: Method
     optimizers: dict[str, torch.optim.Optimizer]
     schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
     pools: dict[str, ImagePool]
-    criteria: Criteria
-    distance_stats: dict[str, list[float]] | None = None
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
@@ -109,6 +85,10 @@ class TrainState:
     def fmt(self) -> torch.memory_format:
         return memory_format(self.device, self.cfg.channels_last)
 
+    @property
+    def nets(self) -> dict[str, nn.Module]:
+        return self.method.nets
+
 
 def linear_decay(epochs: int, epochs_decay: int):
     """Reference ``linear`` policy: factor ``1 - max(0, e + 1 - epochs) / (epochs_decay + 1)`` at epoch ``e``."""
@@ -116,38 +96,22 @@ def linear_decay(epochs: int, epochs_decay: int):
 
 
 def build_state(cfg: TrainConfig, device: torch.device, info: DistInfo = DistInfo(),
-                distance_stats: Mapping[str, list[float]] | None = None) -> TrainState:
-    """Networks (initialised, on ``device``, DDP-wrapped when distributed), Adams, schedules, pools, losses."""
+                data_statistics: Mapping[str, Any] | None = None) -> TrainState:
+    """The method (networks initialised, on ``device``, DDP-wrapped when distributed), Adams, schedules, pools."""
     fmt = memory_format(device, cfg.channels_last)
-    plain = {**ckpt_io.build_generators(cfg.model),
-             "D_A": build_discriminator(cfg.model, cfg.model.in_channels),
-             "D_B": build_discriminator(cfg.model, cfg.model.out_channels)}
-    nets = {k: wrap_ddp(v.to(device, memory_format=fmt), info, device) for k, v in plain.items()}
+    method = build_method(cfg.model, cfg.loss)
+    method.nets = {k: wrap_ddp(v.to(device, memory_format=fmt), info, device) for k, v in method.nets.items()}
+    method.prepare_training(device, data_statistics)
     lr = cfg.optim.scaled_lr(cfg.data.batch_size * info.world_size)
-    betas = (cfg.optim.beta1, cfg.optim.beta2)
+    adam = dict(lr=lr, betas=(cfg.optim.beta1, cfg.optim.beta2), weight_decay=cfg.optim.weight_decay)
     optimizers = {
-        "G": torch.optim.Adam([*nets["G_AB"].parameters(), *nets["G_BA"].parameters()], lr=lr, betas=betas),
-        "D": torch.optim.Adam([*nets["D_A"].parameters(), *nets["D_B"].parameters()], lr=lr, betas=betas),
+        "G": torch.optim.Adam([p for k in method.generator_keys for p in method.nets[k].parameters()], **adam),
+        "D": torch.optim.Adam([p for k in method.discriminator_keys for p in method.nets[k].parameters()], **adam),
     }
     rule = linear_decay(cfg.optim.epochs, cfg.optim.epochs_decay)
     schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, rule) for k, o in optimizers.items()}
     pools = {d: ImagePool(cfg.pool_size, seed=cfg.seed * 1000 + 2 * info.rank + i) for i, d in enumerate("AB")}
-    return TrainState(cfg, device, info, nets, optimizers, schedulers, pools,
-                      build_criteria(cfg, device, distance_stats), dict(distance_stats) if distance_stats else None)
-
-
-def build_criteria(cfg: TrainConfig, device: torch.device,
-                   distance_stats: Mapping[str, list[float]] | None = None) -> Criteria:
-    crit = Criteria(gan=GANLoss(cfg.loss.gan_mode).to(device))
-    if cfg.loss.method == "harmonic":
-        crit.smooth = SmoothnessLoss(cfg.loss.smoothness).to(device)
-    elif cfg.loss.method == "distancegan":
-        if distance_stats is None:
-            raise ValueError("method 'distancegan' needs distance_stats {'A': [mu, sigma], 'B': [mu, sigma]}")
-        a, b = tuple(distance_stats["A"]), tuple(distance_stats["B"])
-        crit.dist_ab = DistanceLoss(cfg.loss.distance_self).set_stats(source=a, target=b).to(device)
-        crit.dist_ba = DistanceLoss(cfg.loss.distance_self).set_stats(source=b, target=a).to(device)
-    return crit
+    return TrainState(cfg, device, info, method, optimizers, schedulers, pools)
 
 
 # ---- one step ----------------------------------------------------------------------------------------------------
@@ -157,40 +121,29 @@ def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
 
 
 def generator_step(s: TrainState, real_a: torch.Tensor, real_b: torch.Tensor):
-    """Update ``G_AB`` and ``G_BA`` (discriminators frozen) -> (named losses, fake_a, fake_b)."""
-    g_ab, g_ba, n = s.nets["G_AB"], s.nets["G_BA"], s.nets
-    set_requires_grad([n["D_A"], n["D_B"]], False)
+    """Update the generator networks (discriminators frozen) -> (named losses, fake_a, fake_b)."""
+    m = s.method
+    discriminators = [m.nets[k] for k in m.discriminator_keys]
+    set_requires_grad(discriminators, False)
     s.optimizers["G"].zero_grad(set_to_none=True)
-    use_idt = s.cfg.loss.lambda_identity > 0
     with autocast(s.device, s.cfg.amp):
-        fake_b = g_ab(real_a)
-        rec_a = g_ba(fake_b)
-        fake_a = g_ba(real_b)
-        rec_b = g_ab(fake_a)
-        idt_a, idt_b = (g_ab(real_b), g_ba(real_a)) if use_idt else (None, None)
-        # Frozen discriminators are called unwrapped: their DDP hooks would wait for gradients that never come.
-        pred_fake_b, pred_fake_a = unwrap(n["D_B"])(fake_b), unwrap(n["D_A"])(fake_a)
-        c = s.criteria
-        losses = generator_losses(real_a, real_b, fake_b, rec_a, fake_a, rec_b, pred_fake_b, pred_fake_a,
-                                  s.cfg.loss, c.gan, idt_a=idt_a, idt_b=idt_b, smooth=c.smooth,
-                                  dist_ab=c.dist_ab, dist_ba=c.dist_ba)
+        losses, fakes = m.generator_objective(real_a, real_b)
     losses["total"].backward()
     s.optimizers["G"].step()
-    set_requires_grad([n["D_A"], n["D_B"]], True)
-    return losses, fake_a.detach(), fake_b.detach()
+    set_requires_grad(discriminators, True)
+    return losses, fakes["A"].detach(), fakes["B"].detach()
 
 
 def discriminator_step(s: TrainState, real_a, real_b, fake_a, fake_b) -> dict[str, torch.Tensor]:
-    """Update ``D_A`` (real vs fake A) and ``D_B`` (real vs fake B) on pooled fakes."""
+    """Update the discriminators on real images and on pooled fakes."""
     s.optimizers["D"].zero_grad(set_to_none=True)
     pooled_a = s.pools["A"].query(fake_a).to(memory_format=s.fmt)
     pooled_b = s.pools["B"].query(fake_b).to(memory_format=s.fmt)
     with autocast(s.device, s.cfg.amp):
-        loss_a = discriminator_loss(s.nets["D_A"], real_a, pooled_a, s.criteria.gan)
-        loss_b = discriminator_loss(s.nets["D_B"], real_b, pooled_b, s.criteria.gan)
-    (loss_a + loss_b).backward()
+        losses = s.method.discriminator_objective(real_a, real_b, pooled_a, pooled_b)
+    losses["total"].backward()
     s.optimizers["D"].step()
-    return {"d_a": loss_a, "d_b": loss_b}
+    return losses
 
 
 def train_step(s: TrainState, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -200,25 +153,21 @@ def train_step(s: TrainState, real_a: torch.Tensor, real_b: torch.Tensor) -> dic
     g_losses, fake_a, fake_b = generator_step(s, real_a, real_b)
     d_losses = discriminator_step(s, real_a, real_b, fake_a, fake_b)
     out = {("g_total" if k == "total" else k): v.detach() for k, v in g_losses.items()}
-    out.update({k: v.detach() for k, v in d_losses.items()})
+    out.update({("d_total" if k == "total" else k): v.detach() for k, v in d_losses.items()})
     return out
 
 
 # ---- checkpoints -------------------------------------------------------------------------------------------------
 def make_checkpoint(s: TrainState, meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The checkpoint dict (see :mod:`mri_harmonic.checkpoint`) of the current state."""
-    return {
-        "format": ckpt_io.FORMAT, "version": ckpt_io.VERSION,
-        "step": s.step, "epoch": s.epoch, "batch_in_epoch": s.batch_in_epoch, "elapsed_s": s.elapsed_s,
-        "config": to_dict(s.cfg), "config_hash": config_hash(s.cfg), "package_version": __version__,
-        "method": s.cfg.loss.method, **dict(meta),
-        "models": {k: {n: t.detach().cpu() for n, t in unwrap(v).state_dict().items()} for k, v in s.nets.items()},
-        "optimizers": {k: o.state_dict() for k, o in s.optimizers.items()},
-        "schedulers": {k: sch.state_dict() for k, sch in s.schedulers.items()},
-        "pools": {k: p.state_dict() for k, p in s.pools.items()},
-        "distance_stats": s.distance_stats,
-        "rng": rng_state(),
-    }
+    """The checkpoint dict (:func:`mri_harmonic.checkpoint.pack`) of the current state."""
+    return ckpt_io.pack(
+        step=s.step, epoch=s.epoch, batch_in_epoch=s.batch_in_epoch, elapsed_s=s.elapsed_s,
+        config=to_dict(s.cfg), config_hash=config_hash(s.cfg), method=s.cfg.loss.method, meta=dict(meta),
+        models={k: {n: t.detach().cpu() for n, t in unwrap(v).state_dict().items()} for k, v in s.nets.items()},
+        optimizers={k: o.state_dict() for k, o in s.optimizers.items()},
+        schedulers={k: sch.state_dict() for k, sch in s.schedulers.items()},
+        pools={k: p.state_dict() for k, p in s.pools.items()},
+        data_statistics=s.method.data_statistics, rng=rng_state())
 
 
 def restore_checkpoint(s: TrainState, ckpt: Mapping[str, Any]) -> None:
@@ -265,16 +214,9 @@ def check_store(store: SliceStore, domain_a: str, domain_b: str, cfg: TrainConfi
     """One-line errors for a store the networks cannot train on."""
     store.require(split="train", modalities=[domain_a, domain_b])
     h, w = store.image_size
-    k = 2 ** cfg.model.n_downsampling
-    if h % k or w % k:
-        raise UserInputError(
-            f"store {store.path} has {h}x{w} slices, not divisible by 2**model.n_downsampling = {k}; "
-            "rebuild the store with another size or lower model.n_downsampling")
-    p = cfg.loss.smoothness.patch_size
-    if cfg.loss.method == "harmonic" and (h % p or w % p):
-        raise UserInputError(
-            f"store {store.path} has {h}x{w} slices, not divisible by loss.smoothness.patch_size = {p}; "
-            "choose a patch size that divides both sides")
+    problem = build_method(cfg.model, cfg.loss, discriminators=False).image_size_problem(h, w)
+    if problem:
+        raise UserInputError(f"store {store.path} has {h}x{w} slices, {problem} (method {cfg.loss.method})")
 
 
 def check_resume(ckpt: Mapping[str, Any], cfg: TrainConfig, direction: str, store: SliceStore, out_dir: Path) -> None:
@@ -315,22 +257,22 @@ def prepare_run(store: SliceStore, out_dir: Path, direction: str, cfg: TrainConf
     return ckpt
 
 
-def estimate_domain_stats(store: SliceStore, dataset: UnpairedSliceDataset, cfg: TrainConfig) -> dict[str, list[float]]:
-    """DistanceGAN's per-domain distance mean/std over evenly spaced training slices."""
-    out = {}
-    for key, modality, rows in (("A", dataset.domain_a, dataset.rows_a), ("B", dataset.domain_b, dataset.rows_b)):
+def estimate_data_statistics(method: Method, store: SliceStore, dataset: UnpairedSliceDataset,
+                             cfg: TrainConfig) -> dict[str, Any]:
+    """The method's data statistics (DistanceGAN's distance mean/std) over evenly spaced training slices."""
+    def images(modality: str, rows: np.ndarray):
         pick = rows[np.unique(np.linspace(0, len(rows) - 1, min(len(rows), cfg.distance_stats_slices)).astype(int))]
         arr = store.array("train", modality)
-        imgs = (to_network(arr[int(r)]) for r in pick)
-        mu, sd = estimate_distance_stats(imgs, self_distance=cfg.loss.distance_self, max_items=None)
-        out[key] = [mu, sd]
-    return out
+        return (to_network(arr[int(r)]) for r in pick)
+
+    return method.estimate_data_statistics(images(dataset.domain_a, dataset.rows_a),
+                                           images(dataset.domain_b, dataset.rows_b))
 
 
 def write_run_files(out_dir: Path, cfg: TrainConfig, meta: Mapping[str, Any], device: torch.device, info: DistInfo) -> None:
     """``config.yaml`` (loadable with ``--config``; run facts as header comments) and ``run.json``."""
     header = [f"# resolved config, hash {config_hash(cfg)}", f"# mri-harmonic {__version__}; method {cfg.loss.method}"]
-    header += [f"# {k}: {v}" for k, v in meta.items()]
+    header += [f"# {k}: {v}" for k, v in meta.items() if k != "store_config"]
     atomic_write_text(out_dir / "config.yaml", "\n".join(header) + "\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False))
     atomic_write_json(out_dir / "run.json", {
         **meta, "method": cfg.loss.method, "config_hash": config_hash(cfg), "package_version": __version__,
@@ -358,14 +300,18 @@ class SampleGrid:
     @torch.no_grad()
     def save(self, s: TrainState, path: Path) -> Path:
         a, b = self.names
-        g_ab, g_ba = unwrap(s.nets["G_AB"]), unwrap(s.nets["G_BA"])
-        was = g_ab.training, g_ba.training
-        g_ab.eval(), g_ba.eval()
+        m = s.method
+        g_ab, g_ba = unwrap(m.translator("A")), unwrap(m.translator("B"))
+        nets = [unwrap(m.nets[k]) for k in m.generator_keys]
+        was = [n.training for n in nets]
+        for n in nets:
+            n.eval()
         with autocast(s.device, s.cfg.amp):
             ra, rb = self.a.to(s.device), self.b.to(s.device)
             fb, fa = g_ab(ra), g_ba(rb)
             cols = [ra, fb, g_ba(fb), rb, rb, fa, g_ab(fa), ra]
-        g_ab.train(was[0]), g_ba.train(was[1])
+        for n, w in zip(nets, was):
+            n.train(w)
         cols = [to_unit(c.float()).cpu().numpy()[:, 0] for c in cols]
         rows = [[c[r] for c in cols] for r in range(len(self.labels))]
         titles = [f"{a}", f"G_AB: {b}'", f"G_BA(G_AB): {a}''", f"real {b}",
@@ -511,8 +457,10 @@ def _train(store, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool,
         torch.backends.cudnn.benchmark = True
     dataset = UnpairedSliceDataset(store, domain_a, domain_b, "train", disjoint_halves=cfg.data.disjoint_halves,
                                    seed=cfg.seed)
-    stats = ckpt["distance_stats"] if ckpt else (
-        estimate_domain_stats(store, dataset, cfg) if cfg.loss.method == "distancegan" else None)
+    stats = ckpt["data_statistics"] if ckpt else None
+    if ckpt is None:
+        probe = build_method(cfg.model, cfg.loss, discriminators=False)
+        stats = estimate_data_statistics(probe, store, dataset, cfg) if probe.needs_data_statistics else None
     s = build_state(cfg, device, info, stats)
     if ckpt:
         restore_checkpoint(s, ckpt)
@@ -521,7 +469,7 @@ def _train(store, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool,
     total = (cfg.optim.epochs + cfg.optim.epochs_decay) * steps_per_epoch
     planned = total if cfg.max_steps is None else min(cfg.max_steps, total)
     meta = {"direction": direction, "domain_a": domain_a, "domain_b": domain_b, "image_size": list(store.image_size),
-            "store": str(store.path), "store_config_hash": store.config_hash}
+            "store": str(store.path), "store_config_hash": store.config_hash, "store_config": store.config}
     rep = Reporter(out_dir, s, meta, store, resume_step=s.step if ckpt else None) if info.is_main else None
     if rep:
         rep.log.info("%s training %s (%s -> %s) on %s, %s; %d process(es); %d steps planned (%d per epoch), from step %d",

@@ -28,15 +28,14 @@ from pathlib import Path
 import torch
 
 from mri_harmonic import __version__
+from mri_harmonic.methods import build_method, method_names
 from mri_harmonic.training.config import load_train_config
 from mri_harmonic.training.trainer import build_state, train_step
 from mri_harmonic.utils.device import describe_device, resolve_device
 from mri_harmonic.utils.io import atomic_write_json, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[2]
-METHODS = ("harmonic", "cyclegan", "distancegan")
-#: DistanceGAN needs per-domain distance statistics; any positive values time the same.
-DUMMY_DISTANCE_STATS = {"A": [0.2, 0.05], "B": [0.25, 0.06]}
+METHODS = method_names()
 
 
 def sync(device: torch.device) -> None:
@@ -55,7 +54,7 @@ def time_steps(state, a, b, n: int) -> float:
 
 def smoothness_share(state, size: int, batch: int) -> float:
     """Seconds of one smoothness forward+backward pair (both cycles), as in a harmonic step."""
-    smooth = state.criteria.smooth
+    smooth = state.method.smooth
     dev = state.device
     x = torch.rand(batch, 1, size, size, device=dev) * 2 - 1
     gx = (torch.rand_like(x) * 2 - 1).requires_grad_()
@@ -94,13 +93,16 @@ def main(argv: list[str] | None = None) -> dict:
     base = load_train_config(config, [f"device={device.type}"])
     batch = base.data.batch_size
 
+    a = (torch.rand(batch, 1, size, size) * 2 - 1).to(device)
+    b = (torch.rand(batch, 1, size, size) * 2 - 1).to(device)
     states = {}
     for m in METHODS:
         torch.manual_seed(0)
         cfg = load_train_config(config, [f"device={device.type}", f"loss.method={m}"])
-        states[m] = build_state(cfg, device, distance_stats=DUMMY_DISTANCE_STATS)
-    a = (torch.rand(batch, 1, size, size) * 2 - 1).to(device)
-    b = (torch.rand(batch, 1, size, size) * 2 - 1).to(device)
+        # statistics from the random batch below: values do not change the step's cost
+        probe = build_method(cfg.model, cfg.loss, discriminators=False)
+        stats = probe.estimate_data_statistics(iter(a), iter(b)) if probe.needs_data_statistics else None
+        states[m] = build_state(cfg, device, data_statistics=stats)
     peak_mb = {}
     for m, s in states.items():
         if cuda:
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
             peak_mb[m] = torch.cuda.max_memory_allocated(device) / 2**20
     per_step: dict[str, list[float]] = {m: [] for m in METHODS}
     for r in range(args.rounds):
-        order = METHODS[r % 3:] + METHODS[: r % 3]
+        order = METHODS[r % len(METHODS):] + METHODS[: r % len(METHODS)]
         for m in order:
             per_step[m].append(time_steps(states[m], a, b, steps))
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{m} {per_step[m][-1] * 1000:.0f} ms" for m in METHODS),

@@ -75,12 +75,13 @@ def presets():
 
 def loaded_run(model_cfg, image_size, device):
     """A :class:`LoadedRun` with freshly initialised generators (what ``load_run`` returns, minus the file)."""
-    from mri_harmonic.checkpoint import LoadedRun, build_generators
+    from mri_harmonic.checkpoint import LoadedRun
+    from mri_harmonic.methods import build_method
+    from mri_harmonic.models.config import LossConfig
 
-    gens = build_generators(model_cfg)
-    for g in gens.values():
-        g.to(device).eval().requires_grad_(False)
-    return LoadedRun(run_dir=Path("<benchmark>"), config=None, method="harmonic", direction="flair2t1", domain_a="flair",
+    method = build_method(model_cfg, LossConfig(method="harmonic"), discriminators=False)
+    gens = {d: method.translator(d).to(device).eval().requires_grad_(False) for d in "AB"}
+    return LoadedRun(run_dir=Path("<benchmark>"), config={}, method="harmonic", direction="flair2t1", domain_a="flair",
                      domain_b="t1", image_size=tuple(image_size), step=0, generators=gens)
 
 
