@@ -79,6 +79,19 @@ def read_json(path: Path, default=None):
     return json.loads(path.read_text()) if path.is_file() else default
 
 
+def preset_config(preset: str, method: str) -> str:
+    """``configs/<preset>.yaml`` for HarmonicGAN, ``configs/<preset>-<method>.yaml`` for every other registered
+    method (the registry names them; a one-line exit for a name it does not know)."""
+    from mri_harmonic.methods import method_names
+
+    if method not in method_names():
+        raise SystemExit(f"unknown method {method!r}; choose from {', '.join(method_names())}")
+    path = f"configs/{preset}.yaml" if method == "harmonic" else f"configs/{preset}-{method}.yaml"
+    if not (ROOT / path).is_file():
+        raise SystemExit(f"method {method!r} has no preset {path}; add one (extends: {preset}.yaml)")
+    return path
+
+
 def train_command(store: Path, run_dir: Path, config: str, direction: str, overrides: Sequence[str] = ()) -> list:
     """``mri-harmonic train`` arguments for one run; adds ``--resume`` when the run has a checkpoint."""
     cmd: list = ["train", store, "--direction", direction, "--out", run_dir, "--config", config]

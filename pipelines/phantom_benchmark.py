@@ -26,13 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, phantom_complete, repo_relative, log, read_json, run_cli, train_command, train_in_parallel, versions, write_json  # noqa: E402
-
-METHOD_CONFIGS = {
-    "cyclegan": "configs/phantom-cpu-cyclegan.yaml",
-    "distancegan": "configs/phantom-cpu-distancegan.yaml",
-    "harmonic": "configs/phantom-cpu.yaml",
-}
+from _common import ROOT, phantom_complete, preset_config, repo_relative, log, read_json, run_cli, train_command, train_in_parallel, versions, write_json  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,11 +60,9 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: dict[str, tuple[str, list[str]]] = {}
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
-        if method not in METHOD_CONFIGS:
-            raise SystemExit(f"unknown method {method!r}; choose from {', '.join(METHOD_CONFIGS)}")
-        runs[method] = (METHOD_CONFIGS[method], [])
+        runs[method] = (preset_config("phantom-cpu", method), [])
     if args.vgg_weights is not None:
-        runs["harmonic-vgg"] = (METHOD_CONFIGS["harmonic"], ["loss.smoothness.features=vgg", f"loss.smoothness.vgg_weights={args.vgg_weights}"])
+        runs["harmonic-vgg"] = (preset_config("phantom-cpu", "harmonic"), ["loss.smoothness.features=vgg", f"loss.smoothness.vgg_weights={args.vgg_weights}"])
 
     # equal budgets: the step count binds, not the wall clock (runs share the cores)
     commands = {
