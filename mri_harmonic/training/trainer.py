@@ -15,7 +15,6 @@ Run folder (``out_dir``): ``config.yaml`` (resolved TrainConfig; run facts in he
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
@@ -48,6 +47,7 @@ from mri_harmonic import checkpoint as ckpt_io
 from mri_harmonic.training.config import TrainConfig, config_differences, load_train_config, resume_hash
 from mri_harmonic.training.distributed import (
     DistInfo,
+    barrier,
     ResumableDistributedSampler,
     all_reduce_mean,
     gather_to_main,
@@ -544,7 +544,7 @@ def stop_message(summary: Mapping[str, Any], cfg: TrainConfig) -> str:
     at = f"at step {summary['step']} of {summary['planned_steps']}"
     saved = f"saved {summary['checkpoint']} (step {summary['step']})"
     if summary["finished"]:
-        why = {"max_steps": "max_steps", "completed": "end of the schedule"}.get(summary["stopped"], summary["stopped"])
+        why = "max_steps" if summary["stopped"] == "max_steps" else "end of the schedule"
         late = f"; {summary['signal']} arrived on the last step" if summary.get("signal") else ""
         return f"finished {at} ({why}){late}; {saved}"
     if summary["stopped"] == "signal":
@@ -741,6 +741,8 @@ def _train(store, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool,
     rank_states = gather_rank_states(s)  # every rank takes part; rank 0 writes them into the final checkpoint
     if rep:
         rep.finish(s, summary, rank_states)
+    # no process exits before rank 0 has written: torchrun ends the others as soon as one exits non-zero (3, 143)
+    barrier(info)
     return summary
 
 
