@@ -117,6 +117,23 @@ def test_time_budget_stop_is_not_finished_and_exits_3(synthetic_store, tmp_path)
     summary = json.loads((out / "summary.json").read_text())
     assert code == 0 and summary["finished"] and summary["step"] == 3 and "finished at step 3 of 3" in text
     assert json.loads((out / "run.json").read_text())["status"]["finished"] is True
+    code, text = cli("train", "--help")
+    assert code == 0 and "3 stopped by the time budget" in " ".join(text.split())
+
+
+def test_progress_bar_shows_when_the_time_budget_ends(synthetic_store, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from mri_harmonic.training.trainer import budget_postfix
+
+    s = SimpleNamespace(cfg=tiny("time_budget_minutes=10"), elapsed_s=540.0)
+    end = time.strptime(budget_postfix(s)["budget ends"], "%H:%M:%S")
+    expected = time.localtime(time.time() + 60)
+    assert abs((end.tm_hour * 3600 + end.tm_min * 60 + end.tm_sec)
+               - (expected.tm_hour * 3600 + expected.tm_min * 60 + expected.tm_sec)) % 86400 <= 5
+    assert budget_postfix(SimpleNamespace(cfg=tiny(), elapsed_s=0.0)) == {}
+    train(synthetic_store, tmp_path / "run", "flair2t1", tiny("time_budget_minutes=30", "max_steps=2"), progress=True)
+    assert "budget ends" in capsys.readouterr().err
 
 
 def test_schedule_end_is_finished(synthetic_store, tmp_path):

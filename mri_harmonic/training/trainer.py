@@ -725,6 +725,7 @@ def _train(store, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool,
         print(world_change, file=sys.stderr, flush=True)
     bar = tqdm(total=planned, initial=min(s.step, planned), disable=not (progress and info.is_main),
                desc=f"{cfg.loss.method} {direction}", unit="step", dynamic_ncols=True)
+    bar.set_postfix(budget_postfix(s))
     started, steps_before = time.perf_counter(), s.step
     stop = StopRequest()
     reason = run_epochs(s, dataset, sampler, loader, rep, bar, stop)
@@ -788,6 +789,15 @@ def run_epochs(s: TrainState, dataset, sampler, loader, rep: Reporter | None, ba
     return reason or "completed"
 
 
+def budget_postfix(s: TrainState) -> dict[str, str]:
+    """``{"budget ends": "HH:MM:SS"}`` (local clock) when a time budget is set: the progress bar's ETA is for all
+    planned steps, and the budget may end the run first."""
+    if s.cfg.time_budget_minutes is None:
+        return {}
+    left = max(0.0, 60 * s.cfg.time_budget_minutes - s.elapsed_s)
+    return {"budget ends": time.strftime("%H:%M:%S", time.localtime(time.time() + left))}
+
+
 @dataclass
 class Meter:
     """Loss sums and training time over the current logging interval."""
@@ -817,11 +827,8 @@ def after_step(s: TrainState, meter: Meter, rep: Reporter | None, bar, force_log
         means, pps = meter.flush(s.info)
         if rep:
             rep.metrics(s, means, pps)
-            post = {k: f"{means[k]:.3g}" for k in ("g_total", "cycle_a", "d_b") if k in means} | {"pairs/s": f"{pps:.2f}"}
-            if cfg.time_budget_minutes is not None:  # the bar's ETA is for all planned steps; the budget may end first
-                left = max(0.0, 60 * cfg.time_budget_minutes - s.elapsed_s)
-                post["budget ends"] = time.strftime("%H:%M:%S", time.localtime(time.time() + left))
-            bar.set_postfix(post)
+            bar.set_postfix({k: f"{means[k]:.3g}" for k in ("g_total", "cycle_a", "d_b") if k in means}
+                            | {"pairs/s": f"{pps:.2f}"} | budget_postfix(s))
     t_io = time.perf_counter()
     if rep and cfg.sample_every and s.step % cfg.sample_every == 0:
         rep.samples(s)
