@@ -20,8 +20,10 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def run_cli(args: Sequence[str], *, threads: int | None = None, log_file: Path | None = None) -> float:
-    """Run ``mri-harmonic ARGS`` in a subprocess; return wall seconds; raise SystemExit on failure."""
+def run_cli(args: Sequence[str], *, threads: int | None = None, log_file: Path | None = None,
+            ok_codes: Sequence[int] | None = (0,)) -> float:
+    """Run ``mri-harmonic ARGS`` in a subprocess; return wall seconds; raise SystemExit on an exit code outside
+    ``ok_codes`` (``None`` accepts any: the caller looks at the outputs, e.g. :func:`run_finished`)."""
     env = dict(os.environ)
     if threads is not None:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), MRI_HARMONIC_THREADS=str(threads))
@@ -34,7 +36,7 @@ def run_cli(args: Sequence[str], *, threads: int | None = None, log_file: Path |
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "ab") as fh:
             proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
+    if ok_codes is not None and proc.returncode not in ok_codes:
         where = f" (log: {log_file})" if log_file else ""
         raise SystemExit(f"step failed with exit code {proc.returncode}: mri-harmonic {' '.join(map(str, args))}{where}")
     return time.perf_counter() - t0
@@ -92,6 +94,13 @@ def preset_config(preset: str, method: str) -> str:
     return path
 
 
+def run_finished(run_dir: Path) -> bool:
+    """Whether a training run is finished (``max_steps`` or the end of its schedule reached): ``finished`` in the
+    ``summary.json`` that `mri-harmonic train` writes at every stop. A run stopped by its time budget or a signal is
+    not; only a finished run may get a DONE file."""
+    return bool((read_json(Path(run_dir) / "summary.json", {}) or {}).get("finished"))
+
+
 def train_command(store: Path, run_dir: Path, config: str, direction: str, overrides: Sequence[str] = ()) -> list:
     """``mri-harmonic train`` arguments for one run; adds ``--resume`` when the run has a checkpoint."""
     cmd: list = ["train", store, "--direction", direction, "--out", run_dir, "--config", config]
@@ -105,8 +114,9 @@ def train_command(store: Path, run_dir: Path, config: str, direction: str, overr
 def train_in_parallel(commands: dict[str, tuple[Path, list]], *, jobs: int, log_dir: Path, on_done=None) -> dict[str, float]:
     """Run ``{name: (run_dir, train_args)}`` at most ``jobs`` at a time, each with cores // jobs CPU threads.
 
-    A finished run gets ``run_dir/DONE`` and is skipped next time (so a killed pipeline continues); a failure stops
-    the others and exits with the log's path. Returns wall seconds per run trained now; ``on_done(name, seconds)``
+    A finished run (:func:`run_finished`) gets ``run_dir/DONE`` and is skipped next time (so a killed pipeline
+    continues); a failure, or a run that stopped before its end (time budget, signal), stops the others and exits
+    with the log's path. Returns wall seconds per run trained now; ``on_done(name, seconds)``
     is called as each finishes.
     """
     threads = max(1, (os.cpu_count() or 2) // max(1, jobs))
@@ -122,10 +132,12 @@ def train_in_parallel(commands: dict[str, tuple[Path, list]], *, jobs: int, log_
             if proc.poll() is None:
                 continue
             del active[name]
-            if proc.returncode != 0:
+            if proc.returncode != 0 or not run_finished(commands[name][0]):
                 for other, _ in active.values():
                     other.terminate()
-                raise SystemExit(f"training {name} failed (exit {proc.returncode}); see {log_dir / f'train-{name}.log'}")
+                said = (read_json(Path(commands[name][0]) / "summary.json", {}) or {}).get("message", "")
+                raise SystemExit(f"training {name} is not finished (exit {proc.returncode}{'; ' + said if said else ''}); "
+                                 f"see {log_dir / f'train-{name}.log'}; run the pipeline again to continue it")
             seconds[name] = time.perf_counter() - t0
             (Path(commands[name][0]) / "DONE").write_text("ok\n")
             log(f"trained {name} in {seconds[name] / 60:.1f} min")

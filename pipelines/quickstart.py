@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, phantom_complete, repo_relative, log, run_cli, train_command  # noqa: E402
+from _common import ROOT, phantom_complete, read_json, repo_relative, log, run_cli, run_finished, train_command  # noqa: E402
+from mri_harmonic.cli.train import EXIT_TIME_BUDGET  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,8 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     suffix = "" if Path(args.config).name == "phantom-cpu.yaml" else f"-{Path(args.config).stem}"
     run, report = w / f"run{suffix}", w / f"report{suffix}"
     if not (run / "DONE").is_file():
-        run_cli(train_command(w / "store", run, args.config, "flair2t1", args.overrides))
-        (run / "DONE").write_text("ok\n")
+        run_cli(train_command(w / "store", run, args.config, "flair2t1", args.overrides), ok_codes=(0, EXIT_TIME_BUDGET))
+        if run_finished(run):  # DONE only at max_steps or the end of the schedule, never at the time budget
+            (run / "DONE").write_text("ok\n")
+        else:
+            log(f"training is not finished ({read_json(run / 'summary.json', {}).get('message')}); evaluating the "
+                "model as it is; to continue training run this again with --set time_budget_minutes=M (M above the "
+                "budget used: it counts across resumes)")
     run_cli(["evaluate", run, "--store", w / "store", "--split", "test", "--out", report, "--reader-study", 8])
 
     import pandas as pd

@@ -1,6 +1,10 @@
 """``mri-harmonic train``: parse arguments, resolve the config, call :func:`mri_harmonic.training.trainer.train`.
 
 Also runs under torchrun: ``torchrun --nproc_per_node N -m mri_harmonic.cli train STORE --out runs/NAME ...``.
+
+Exit status: 0 when the run is finished (``max_steps`` or the end of the schedule reached), :data:`EXIT_TIME_BUDGET`
+(3) when the time budget stopped it, 128 + the signal's number when a signal did (130 Ctrl-C, 143 SIGTERM), 2 for
+bad input. Every process of a torchrun job exits with the same status.
 """
 
 from __future__ import annotations
@@ -9,6 +13,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+#: Exit status of a run stopped by its time budget (``time_budget_minutes``): not finished, resumable.
+EXIT_TIME_BUDGET = 3
 
 
 def train_command(
@@ -20,23 +27,57 @@ def train_command(
                                           help="YAML config (configs/*.yaml); defaults in TrainConfig otherwise."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key: --set model.ngf=32 (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/latest.pt."),
+    allow_world_size_change: bool = typer.Option(
+        False, "--allow-world-size-change",
+        help="With --resume: accept another number of processes than the checkpoint's (changes the global batch, "
+             "the epoch length and the image pools; the run says what changes)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the tqdm progress bar."),
 ) -> None:
-    """Train HarmonicGAN (or CycleGAN / DistanceGAN via loss.method) on a slice store."""
+    """Train HarmonicGAN (or CycleGAN / DistanceGAN via loss.method) on a slice store.
+
+    SIGINT/SIGTERM finish the current step, write a checkpoint and stop; a second Ctrl-C stops at once.
+
+    Exit status: 0 finished (max_steps or the end of the schedule reached); 3 stopped by the time budget
+    (time_budget_minutes; continue with --resume and a larger budget); 128 + signal when stopped by a signal
+    (130 Ctrl-C, 143 SIGTERM; continue with --resume); 2 bad input.
+    """
     from mri_harmonic.training.distributed import env_dist_info
     from mri_harmonic.training.trainer import domains_for, resolve_config, train
 
     domains_for(direction)
     cfg = resolve_config(out, config, set_, resume)
     try:
-        summary = train(store, out, direction, cfg, resume=resume, progress=progress)
+        summary = train(store, out, direction, cfg, resume=resume, progress=progress,
+                        allow_world_size_change=allow_world_size_change)
     except KeyboardInterrupt:
-        typer.echo(f"interrupted by a second Ctrl-C; {out}/checkpoints/latest.pt holds the last checkpoint "
-                   "(continue with --resume)", err=True)
+        typer.echo(f"interrupted by a second Ctrl-C; {_saved(out)}", err=True)
         raise typer.Exit(130) from None
     if env_dist_info().is_main:
-        typer.echo(summary.get("message", f"{summary['stopped']} at step {summary['step']}"))
+        typer.echo(summary["message"])
         typer.echo(f"run folder: {out}  ({summary['pairs_per_s']} pairs/s this session)")
+    raise typer.Exit(exit_status(summary))
+
+
+def exit_status(summary: dict) -> int:
+    """0 finished, :data:`EXIT_TIME_BUDGET` for the time budget, 128 + signal number for a signal."""
+    import signal
+
+    if summary["finished"]:
+        return 0
+    if summary["stopped"] == "signal":
+        return 128 + int(signal.Signals[summary["signal"]])
+    return EXIT_TIME_BUDGET
+
+
+def _saved(out: Path) -> str:
+    """What the run folder holds after an interruption, without claiming a checkpoint that does not exist."""
+    from mri_harmonic.checkpoint import latest_path, read_checkpoint
+
+    latest = latest_path(out)
+    if not latest.is_file():
+        return f"no checkpoint was written to {out}; run the same command (without --resume) to start again"
+    step = read_checkpoint(latest)["step"]
+    return f"{latest} holds the last checkpoint (step {step}); continue with the same command plus --resume"
 
 
 def register(app: typer.Typer) -> None:

@@ -49,6 +49,7 @@ RESUME_SAFE_KEYS: frozenset[str] = frozenset(
         "sample_slices",
         "tensorboard",
         "device",
+        "channels_last",
         "data.num_workers",
     }
 )
@@ -141,8 +142,11 @@ class TrainConfig:
     """``auto`` = CUDA, then MPS, then CPU. Under torchrun each process uses ``cuda:LOCAL_RANK``."""
     amp: bool = True
     """bf16 autocast on CUDA (no gradient scaler needed for bf16); ignored on CPU and MPS."""
-    channels_last: bool = True
-    """channels_last memory format for networks and inputs on CUDA; ignored elsewhere."""
+    channels_last: bool = False
+    """channels_last memory format for networks and inputs (any device). Off by default: instance_norm returns
+    NCHW whatever it gets, so the layout converts back at every layer, and in torch 2.13 on CPU its backward in
+    channels_last is wrong at batch 1. When on, a start-up self-check on the device compares both layouts at the
+    run's batch sizes and falls back to NCHW with a warning where they differ."""
     deterministic: bool = False
     """``torch.use_deterministic_algorithms`` (+ cuDNN deterministic); slower on GPU. CPU runs are reproducible
     without it."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
@@ -89,11 +89,28 @@ def all_reduce_mean(values: Mapping[str, torch.Tensor], info: DistInfo) -> dict[
 
 def reduce_max(value: float, info: DistInfo, device: torch.device) -> float:
     """The largest ``value`` over all processes (e.g. to agree on stopping)."""
+    return reduce_max_many([value], info, device)[0]
+
+
+def reduce_max_many(values: Sequence[float], info: DistInfo, device: torch.device) -> list[float]:
+    """Element-wise largest ``values`` over all processes, in one collective (every process must call it)."""
     if not info.enabled:
-        return float(value)
-    t = torch.tensor([float(value)], device=device)
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t.item())
+    return [float(v) for v in t.tolist()]
+
+
+def gather_to_main(obj: Any, info: DistInfo) -> list[Any] | None:
+    """``[obj of rank 0, obj of rank 1, ...]`` on rank 0, ``None`` elsewhere (every process must call it).
+
+    Pickles ``obj`` (``torch.distributed.gather_object``); CPU tensors inside it travel as they are.
+    """
+    if not info.enabled:
+        return [obj]
+    out: list[Any] | None = [None] * info.world_size if info.is_main else None
+    dist.gather_object(obj, out, dst=0)
+    return out
 
 
 class ResumableDistributedSampler(torch.utils.data.DistributedSampler):

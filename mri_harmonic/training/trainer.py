@@ -13,10 +13,12 @@ Run folder (``out_dir``): ``config.yaml`` (resolved TrainConfig; run facts in he
 
 from __future__ import annotations
 
+import json
 import signal
+import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -36,9 +38,11 @@ from mri_harmonic import checkpoint as ckpt_io
 from mri_harmonic.training.config import TrainConfig, config_differences, load_train_config, resume_hash
 from mri_harmonic.training.distributed import (
     DistInfo,
+    barrier,
     ResumableDistributedSampler,
     all_reduce_mean,
-    reduce_max,
+    gather_to_main,
+    reduce_max_many,
     cleanup_distributed,
     env_dist_info,
     init_distributed,
@@ -55,6 +59,7 @@ from mri_harmonic.training.logging import (
 )
 from mri_harmonic.utils.device import (
     autocast,
+    channels_last_fault,
     describe_device,
     memory_format,
     resolve_device,
@@ -185,10 +190,49 @@ def restore_checkpoint(s: TrainState, ckpt: Mapping[str, Any]) -> None:
     set_rng_state(ckpt["rng"])
 
 
+# ---- each process's own state: image pools and RNG -------------------------------------------------------------------
+def rank_state(s: TrainState) -> dict[str, Any]:
+    """This process's image pools and RNG states (each DDP rank draws and stores its own)."""
+    return {"pools": {k: p.state_dict() for k, p in s.pools.items()}, "rng": rng_state()}
+
+
+def gather_rank_states(s: TrainState) -> list[dict[str, Any]] | None:
+    """Every rank's :func:`rank_state` on rank 0 (``None`` elsewhere). A collective: every rank calls it."""
+    return gather_to_main(rank_state(s), s.info)
+
+
+def rank_checkpoint_fields(s: TrainState, rank_states: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """``world_size`` and ``rank_states`` (one :func:`rank_state` per rank) for a checkpoint written by rank 0;
+    the checkpoint's ``pools`` / ``rng`` stay rank 0's."""
+    return {"world_size": s.info.world_size, "rank_states": list(rank_states) if rank_states else [rank_state(s)]}
+
+
+def restore_rank_state(s: TrainState, ckpt: Mapping[str, Any], fresh_pools: Mapping[str, Any] | None = None) -> None:
+    """After :func:`restore_checkpoint` (which loads rank 0's pools and RNG), load this rank's own. A rank the
+    checkpoint holds no state for (a resume on more processes, allowed explicitly) gets ``fresh_pools`` and keeps
+    rank 0's RNG; a checkpoint from before per-rank states keeps what :func:`restore_checkpoint` loaded."""
+    states = ckpt.get("rank_states")
+    if not states:
+        return
+    if s.info.rank >= len(states):
+        for k, pool in s.pools.items():
+            if fresh_pools is not None:
+                pool.load_state_dict(fresh_pools[k], s.device)
+        return
+    mine = states[s.info.rank]
+    for k, pool in s.pools.items():
+        pool.load_state_dict(mine["pools"][k], s.device)
+    set_rng_state(mine["rng"])
+
+
 def seed_worker(worker_id: int) -> None:
-    """DataLoader workers: seed numpy and ``random`` from the per-worker torch seed the loader derived."""
+    """DataLoader workers: ignore SIGINT/SIGTERM (the main process handles them: it finishes the step, checkpoints
+    and ends its workers; a worker killed by the signal would crash the main process instead), and seed numpy and
+    ``random`` from the per-worker torch seed the loader derived."""
     import random
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
@@ -349,25 +393,26 @@ class Reporter:
         self.grid.save(s, self.out_dir / "samples" / f"step_{s.step:06d}.png")
         self.last_sample = s.step
 
-    def checkpoint(self, s: TrainState, periodic: bool) -> Path:
-        path = ckpt_io.save_checkpoint(make_checkpoint(s, self.meta), self.out_dir, periodic=periodic,
-                                       keep=self.cfg.keep_checkpoints)
+    def checkpoint(self, s: TrainState, periodic: bool, rank_states: list[dict[str, Any]] | None) -> Path:
+        """Write the checkpoint; ``rank_states`` from :func:`gather_rank_states` (every rank's pools and RNG)."""
+        ckpt = {**make_checkpoint(s, self.meta), **rank_checkpoint_fields(s, rank_states)}
+        path = ckpt_io.save_checkpoint(ckpt, self.out_dir, periodic=periodic, keep=self.cfg.keep_checkpoints)
         self.last_checkpoint = s.step
         return path
 
-    def finish(self, s: TrainState, summary: dict[str, Any]) -> None:
+    def finish(self, s: TrainState, summary: dict[str, Any], rank_states: list[dict[str, Any]] | None) -> None:
+        """The final checkpoint (unless this step's is written), samples, ``summary.json``, ``run.json``'s status and
+        the one-line stop message (``summary["message"]``)."""
         if self.last_checkpoint != s.step or not ckpt_io.latest_path(self.out_dir).is_file():
-            self.checkpoint(s, periodic=False)
+            self.checkpoint(s, periodic=False, rank_states=rank_states)
         if self.last_sample != s.step and summary["steps_this_run"] > 0:
             self.samples(s)
+        summary["message"] = stop_message(summary, self.cfg)
         atomic_write_json(self.out_dir / "summary.json", summary)
-        how = {"signal": "stopped by a signal", "time_budget": "stopped at the time budget",
-               "max_steps": "stopped at max_steps", "completed": "completed"}[summary["stopped"]]
-        msg = f"{how} at step {s.step} (epoch {s.epoch}); checkpoint {summary['checkpoint']}"
-        if summary["stopped"] != "completed":
-            msg += "; continue with the same command plus --resume"
-        self.log.info(msg)
-        summary["message"] = msg
+        run_json = self.out_dir / "run.json"
+        status = {k: summary[k] for k in ("step", "planned_steps", "finished", "stopped", "signal", "message")}
+        atomic_write_json(run_json, {**json.loads(run_json.read_text()), "status": status})
+        self.log.info(summary["message"])
         self.tb.close()
 
 
@@ -378,12 +423,13 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signal: str | None = None
+        self.signum: int = 0
         self._old: dict[int, Any] = {}
 
     def handler(self, signum: int, frame: Any = None) -> None:
         if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
+        self.signum, self.signal = int(signum), signal.Signals(signum).name
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
@@ -394,51 +440,185 @@ class StopRequest:
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
+        self._old = {}
 
 
 def stop_reason(s: TrainState, stop: StopRequest) -> str | None:
-    """Why this process would stop after the current step (``None`` = go on); time is ``s.elapsed_s``."""
+    """Why this process would stop after the current step (``None`` = go on); time is ``s.elapsed_s``. Reaching
+    ``max_steps`` comes first: a run that reached it is finished, whatever else happened on that step."""
     cfg = s.cfg
-    if stop.signal:
-        return "signal"
     if cfg.max_steps is not None and s.step >= cfg.max_steps:
         return "max_steps"
+    if stop.signal:
+        return "signal"
     if cfg.time_budget_minutes is not None and s.elapsed_s >= 60 * cfg.time_budget_minutes:
         return "time_budget"
     return None
 
 
-_STOP_CODES = {None: 0, "time_budget": 1, "signal": 2}
+#: Stop reasons, weakest first: under DDP the strongest reason of any process wins (as in :func:`stop_reason`).
+STOP_REASONS = (None, "time_budget", "signal", "max_steps")
 #: Under DDP, signals and the time budget (which differ between processes) are agreed on every this many steps.
 STOP_SYNC_EVERY = 10
 
 
+def stop_sync_due(s: TrainState) -> bool:
+    """Whether the processes agree on stopping after this step: every :data:`STOP_SYNC_EVERY`-th step and the
+    ``max_steps`` step, i.e. every step on which a run may stop. It depends only on the step counter, which all
+    processes share, so they all enter the same collective on the same steps (the end of the schedule needs none:
+    every process's sampler has the same length)."""
+    return s.step % STOP_SYNC_EVERY == 0 or (s.cfg.max_steps is not None and s.step >= s.cfg.max_steps)
+
+
 def agreed_stop(s: TrainState, stop: StopRequest) -> str | None:
-    """:func:`stop_reason`, made the same on every process (``max_steps`` is; the others are agreed every
-    :data:`STOP_SYNC_EVERY` steps with one all-reduce, the strongest reason winning)."""
+    """:func:`stop_reason`, the same on every process: under DDP, one all-reduce (max) of the reason and the signal
+    number on the steps :func:`stop_sync_due` names, and no stop in between. A signal that reached only some
+    processes is recorded on all of them (``stop.signal``), so that every process exits with the same status."""
     reason = stop_reason(s, stop)
-    if not s.info.enabled or reason == "max_steps":
+    if not s.info.enabled:
         return reason
-    if s.step % STOP_SYNC_EVERY:
+    if not stop_sync_due(s):
         return None
-    code = reduce_max(_STOP_CODES[reason], s.info, s.device)
-    return {v: k for k, v in _STOP_CODES.items()}[int(code)]
+    code, signum = reduce_max_many([STOP_REASONS.index(reason), stop.signum], s.info, s.device)
+    if signum and stop.signal is None:
+        stop.signum, stop.signal = int(signum), signal.Signals(int(signum)).name
+    return STOP_REASONS[int(code)]
+
+
+def stop_message(summary: Mapping[str, Any], cfg: TrainConfig) -> str:
+    """One line: where the run stopped, of how many steps, what was saved, and how to continue."""
+    at = f"at step {summary['step']} of {summary['planned_steps']}"
+    saved = f"saved {summary['checkpoint']} (step {summary['step']})"
+    if summary["finished"]:
+        why = "max_steps" if summary["stopped"] == "max_steps" else "end of the schedule"
+        late = f"; {summary['signal']} arrived on the last step" if summary.get("signal") else ""
+        return f"finished {at} ({why}){late}; {saved}"
+    if summary["stopped"] == "signal":
+        return f"stopped {at} by {summary['signal']}; {saved}; continue with the same command plus --resume"
+    budget = cfg.time_budget_minutes
+    return (f"stopped {at} by the time budget ({budget:g} min, counted across resumes); {saved}; continue with the "
+            f"same command plus --resume --set time_budget_minutes=M (M > {budget:g})")
+
+
+# ---- the plan: epoch length, steps, layout, world size ------------------------------------------------------------
+@dataclass(frozen=True)
+class RunPlan:
+    """How long a run is, as the trainer will run it (``steps_per_epoch`` and ``planned_steps`` are per process and
+    the same on every process)."""
+
+    dataset_items: int
+    """Items of the training dataset: with disjoint subject halves, the larger half's slices, not the split's."""
+    slices_per_epoch: int
+    """Items one epoch draws over all processes (``data.max_slices_per_epoch`` caps it)."""
+    world_size: int
+    steps_per_epoch: int
+    epochs: int
+    total_steps: int
+    """``epochs x steps_per_epoch``: the end of the schedule."""
+    planned_steps: int
+    """``min(max_steps, total_steps)``: the step at which the run is finished."""
+    batch_sizes: tuple[int, ...]
+    """Per-process batch sizes that occur (the last batch of an epoch may be smaller)."""
+
+
+def plan_steps(dataset_items: int, cfg: TrainConfig, world_size: int = 1) -> RunPlan:
+    """The run's length from the dataset size, exactly as :class:`ResumableDistributedSampler` and the loader cut it."""
+    n = dataset_items if cfg.data.max_slices_per_epoch is None else min(dataset_items, cfg.data.max_slices_per_epoch)
+    per_process = -(-n // world_size)
+    bs = cfg.data.batch_size
+    steps_per_epoch = -(-per_process // bs)
+    epochs = cfg.optim.epochs + cfg.optim.epochs_decay
+    total = epochs * steps_per_epoch
+    planned = total if cfg.max_steps is None else min(cfg.max_steps, total)
+    sizes = {min(bs, per_process)} | ({per_process % bs} if per_process % bs else set())
+    return RunPlan(dataset_items, n, world_size, steps_per_epoch, epochs, total, planned, tuple(sorted(sizes)))
+
+
+def plan_run(store: str | Path | SliceStore, direction: str, cfg: TrainConfig, world_size: int = 1) -> RunPlan:
+    """:func:`plan_steps` for training ``direction`` on ``store`` with ``world_size`` processes (e.g. for a dry run)."""
+    store = store if isinstance(store, SliceStore) else SliceStore(store)
+    domain_a, domain_b = domains_for(direction)
+    check_store(store, domain_a, domain_b, cfg)
+    dataset = UnpairedSliceDataset(store, domain_a, domain_b, "train", disjoint_halves=cfg.data.disjoint_halves,
+                                   seed=cfg.seed)
+    return plan_steps(len(dataset), cfg, world_size)
+
+
+def guard_channels_last(cfg: TrainConfig, device: torch.device, info: DistInfo,
+                        batch_sizes: Iterable[int]) -> tuple[TrainConfig, str | None]:
+    """``cfg`` with ``channels_last`` off, and a one-line warning, when the layouts disagree on this device
+    (:func:`mri_harmonic.utils.device.channels_last_fault`; under DDP any process's fault turns it off on all)."""
+    if not cfg.channels_last:
+        return cfg, None
+    fault = channels_last_fault(device, batch_sizes)
+    if info.enabled:
+        if reduce_max_many([1.0 if fault else 0.0], info, device)[0] and fault is None:
+            fault = "another process found a difference"
+    if fault is None:
+        return cfg, None
+    return replace(cfg, channels_last=False), (
+        f"warning: channels_last is off for this run: with torch {torch.__version__} on {device.type} the channels_last "
+        f"and NCHW layouts disagree ({fault}); training in NCHW")
+
+
+def check_world_size(ckpt: Mapping[str, Any] | None, cfg: TrainConfig, info: DistInfo, dataset_items: int,
+                     out_dir: Path, allow: bool) -> str | None:
+    """``--resume`` on as many processes as the checkpoint was written with; another number is a one-line error
+    unless ``allow``, in which case this returns what changes (``None`` when nothing does)."""
+    old = ckpt.get("world_size") if ckpt else None
+    if old is None or int(old) == info.world_size:
+        return None
+    old, new, bs = int(old), info.world_size, cfg.data.batch_size
+    if not allow:
+        raise UserInputError(
+            f"--resume: run {out_dir} was trained on {old} process(es), this is {new}; resume with torchrun "
+            f"--nproc_per_node {old}, or allow the change (train(..., allow_world_size_change=True); CLI "
+            "--allow-world-size-change), which changes the global batch, the epoch length and the image pools")
+    p_old, p_new = plan_steps(dataset_items, cfg, old), plan_steps(dataset_items, cfg, new)
+    lr_old, lr_new = cfg.optim.scaled_lr(bs * old), cfg.optim.scaled_lr(bs * new)
+    lr = (f"learning rate {lr_old:.3g} -> {lr_new:.3g} (optim.lr_scaling {cfg.optim.lr_scaling})" if lr_old != lr_new
+          else f"learning rate stays {lr_old:.3g} (optim.lr_scaling none)")
+    seen = int(ckpt["batch_in_epoch"]) * bs * old
+    redo = seen - (seen // (bs * new)) * bs * new
+    pools = (f"ranks {old}-{new - 1} start with empty image pools" if new > old
+             else f"the image pools of ranks {new}-{old - 1} are dropped")
+    return (f"resuming on {new} process(es) a run trained on {old}: global batch {bs * old} -> {bs * new} pairs a step, "
+            f"{p_old.steps_per_epoch} -> {p_new.steps_per_epoch} steps an epoch (max_steps still counts steps); {lr}; "
+            f"epoch {ckpt['epoch']} continues with {redo} slice(s) seen again; {pools}")
+
+
+def adapt_world_size(s: TrainState, ckpt: Mapping[str, Any]) -> None:
+    """After an allowed world-size change: position in the epoch and (with ``optim.lr_scaling``) learning rate."""
+    old, new, bs = int(ckpt["world_size"]), s.info.world_size, s.cfg.data.batch_size
+    s.batch_in_epoch = (s.batch_in_epoch * bs * old) // (bs * new)
+    ratio = s.cfg.optim.scaled_lr(bs * new) / s.cfg.optim.scaled_lr(bs * old)
+    for key, opt in s.optimizers.items():
+        for group in opt.param_groups:
+            group["lr"] *= ratio
+            group["initial_lr"] = group.get("initial_lr", group["lr"]) * ratio
+        sch = s.schedulers[key]
+        sch.base_lrs = [b * ratio for b in sch.base_lrs]
+        sch._last_lr = [g["lr"] for g in opt.param_groups]
 
 
 # ---- the loop ------------------------------------------------------------------------------------------------------
 def train(store: str | Path | SliceStore, out_dir: str | Path, direction: str = "flair2t1",
-          config: TrainConfig | None = None, resume: bool = False, *, progress: bool = True) -> dict[str, Any]:
+          config: TrainConfig | None = None, resume: bool = False, *, progress: bool = True,
+          allow_world_size_change: bool = False) -> dict[str, Any]:
     """Train ``G_AB: A -> B`` and ``G_BA: B -> A`` (A, B from ``direction``) on the store's train split.
 
-    Under torchrun each process trains one DDP replica; rank 0 writes the run folder. Returns a summary dict
-    (``stopped`` is ``completed``, ``max_steps``, ``time_budget`` or ``signal``).
+    Under torchrun each process trains one DDP replica; rank 0 writes the run folder. Returns a summary dict:
+    ``stopped`` (``completed``, ``max_steps``, ``time_budget`` or ``signal``), ``signal`` (e.g. ``SIGTERM``, or
+    ``None``), ``finished`` (``max_steps`` or the end of the schedule reached), ``step`` of ``planned_steps``, and on
+    rank 0 ``message``, one line saying where it stopped, what was saved and how to continue. ``--resume`` on
+    another number of processes than the checkpoint's is refused unless ``allow_world_size_change``.
     """
     cfg = config or resolve_config(out_dir, resume=resume)
     info = env_dist_info()
     device = resolve_device(cfg.device, local_rank=info.local_rank if info.enabled else None)
     info = init_distributed(device.type)
     try:
-        return _train(store, Path(out_dir), direction, cfg, resume, device, info, progress)
+        return _train(store, Path(out_dir), direction, cfg, resume, device, info, progress, allow_world_size_change)
     finally:
         if info.is_main:
             close_file_logger()
@@ -446,7 +626,7 @@ def train(store: str | Path | SliceStore, out_dir: str | Path, direction: str = 
 
 
 def _train(store, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool, device: torch.device,
-           info: DistInfo, progress: bool) -> dict[str, Any]:
+           info: DistInfo, progress: bool, allow_world_size_change: bool = False) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     store = store if isinstance(store, SliceStore) else SliceStore(store)
@@ -457,42 +637,66 @@ def _train(store, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool,
         torch.backends.cudnn.benchmark = True
     dataset = UnpairedSliceDataset(store, domain_a, domain_b, "train", disjoint_halves=cfg.data.disjoint_halves,
                                    seed=cfg.seed)
+    world_change = check_world_size(ckpt, cfg, info, len(dataset), out_dir, allow_world_size_change)
+    plan = plan_steps(len(dataset), cfg, info.world_size)
+    cfg, layout_warning = guard_channels_last(cfg, device, info, plan.batch_sizes)
+    if layout_warning and info.is_main:
+        print(layout_warning, file=sys.stderr, flush=True)
     stats = ckpt["data_statistics"] if ckpt else None
     if ckpt is None:
         probe = build_method(cfg.model, cfg.loss, discriminators=False)
         stats = estimate_data_statistics(probe, store, dataset, cfg) if probe.needs_data_statistics else None
     s = build_state(cfg, device, info, stats)
     if ckpt:
+        fresh_pools = {k: p.state_dict() for k, p in s.pools.items()}
         restore_checkpoint(s, ckpt)
+        restore_rank_state(s, ckpt, fresh_pools)
+        if world_change:
+            adapt_world_size(s, ckpt)
     sampler, loader = make_loader(dataset, cfg, info, device)
-    steps_per_epoch = -(-sampler.num_samples // cfg.data.batch_size)
-    total = (cfg.optim.epochs + cfg.optim.epochs_decay) * steps_per_epoch
-    planned = total if cfg.max_steps is None else min(cfg.max_steps, total)
+    assert -(-sampler.num_samples // cfg.data.batch_size) == plan.steps_per_epoch
+    planned = plan.planned_steps
     meta = {"direction": direction, "domain_a": domain_a, "domain_b": domain_b, "image_size": list(store.image_size),
             "store": str(store.path), "store_config_hash": store.config_hash, "store_config": store.config}
     rep = Reporter(out_dir, s, meta, store, resume_step=s.step if ckpt else None) if info.is_main else None
     if rep:
-        rep.log.info("%s training %s (%s -> %s) on %s, %s; %d process(es); %d steps planned (%d per epoch), from step %d",
-                     "resumed" if ckpt else "started", cfg.loss.method, domain_a, domain_b, store.path,
-                     describe_device(device), info.world_size, planned, steps_per_epoch, s.step)
+        for note in (layout_warning, world_change):
+            if note:
+                rep.log.warning(note)
+        budget = "" if cfg.time_budget_minutes is None else (
+            f"; time budget {cfg.time_budget_minutes:g} min (counted across resumes, {s.elapsed_s / 60:.1f} used)")
+        rep.log.info("%s training %s (%s -> %s) on %s, %s; %d process(es); %d steps planned (%d per epoch of %d "
+                     "slices), from step %d%s", "resumed" if ckpt else "started", cfg.loss.method, domain_a, domain_b,
+                     store.path, describe_device(device), info.world_size, planned, plan.steps_per_epoch,
+                     plan.slices_per_epoch, s.step, budget)
+    if world_change and info.is_main:
+        print(world_change, file=sys.stderr, flush=True)
     bar = tqdm(total=planned, initial=min(s.step, planned), disable=not (progress and info.is_main),
                desc=f"{cfg.loss.method} {direction}", unit="step", dynamic_ncols=True)
+    bar.set_postfix(budget_postfix(s))
     started, steps_before = time.perf_counter(), s.step
-    reason = run_epochs(s, dataset, sampler, loader, rep, bar)
+    stop = StopRequest()
+    reason = run_epochs(s, dataset, sampler, loader, rep, bar, stop)
     bar.close()
     wall = max(time.perf_counter() - started, 1e-9)
     summary = {"run_dir": str(out_dir), "method": cfg.loss.method, "direction": direction, "stopped": reason,
-               "step": s.step, "epoch": s.epoch, "steps_this_run": s.step - steps_before,
+               "signal": stop.signal, "finished": reason in ("completed", "max_steps") or s.step >= planned,
+               "step": s.step, "planned_steps": planned, "steps_per_epoch": plan.steps_per_epoch,
+               "epoch": s.epoch, "steps_this_run": s.step - steps_before,
                "elapsed_s": round(s.elapsed_s, 3),
                "pairs_per_s": round((s.step - steps_before) * cfg.data.batch_size * info.world_size / wall, 3),
+               "world_size": info.world_size, "channels_last": cfg.channels_last,
                "checkpoint": str(ckpt_io.latest_path(out_dir))}
+    rank_states = gather_rank_states(s)  # every rank takes part; rank 0 writes them into the final checkpoint
     if rep:
-        rep.finish(s, summary)
+        rep.finish(s, summary, rank_states)
+    # no process exits before rank 0 has written: torchrun ends the others as soon as one exits non-zero (3, 143)
+    barrier(info)
     return summary
 
 
 def make_loader(dataset, cfg: TrainConfig, info: DistInfo, device: torch.device):
-    """Seeded, shardable, resumable sampler and its DataLoader."""
+    """Seeded, shardable, resumable sampler and its DataLoader (workers ignore SIGINT/SIGTERM: see seed_worker)."""
     sampler = ResumableDistributedSampler(dataset, info, seed=cfg.seed, max_samples=cfg.data.max_slices_per_epoch)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=cfg.data.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
@@ -501,14 +705,17 @@ def make_loader(dataset, cfg: TrainConfig, info: DistInfo, device: torch.device)
     return sampler, loader
 
 
-def run_epochs(s: TrainState, dataset, sampler, loader, rep: Reporter | None, bar) -> str:
-    """The loop: epochs from ``s.epoch`` (mid-epoch from ``s.batch_in_epoch``) until done or stopped."""
+def run_epochs(s: TrainState, dataset, sampler, loader, rep: Reporter | None, bar,
+               stop: StopRequest | None = None) -> str:
+    """The loop: epochs from ``s.epoch`` (mid-epoch from ``s.batch_in_epoch``) until done or stopped. ``stop``
+    receives SIGINT/SIGTERM while the loop runs (its ``signal`` says which arrived)."""
     cfg = s.cfg
+    stop = stop or StopRequest()
     total_epochs = cfg.optim.epochs + cfg.optim.epochs_decay
     meter = Meter(cfg.data.batch_size * s.info.world_size)
     started, base_elapsed = time.perf_counter(), s.elapsed_s
-    reason = stop_reason(s, StopRequest())  # e.g. resumed at max_steps: nothing to do
-    with StopRequest() as stop:
+    reason = stop_reason(s, stop)  # e.g. resumed at max_steps or past the time budget: nothing to do
+    with stop:
         while reason is None and s.epoch < total_epochs:
             dataset.set_epoch(s.epoch)
             sampler.set_epoch(s.epoch)
@@ -528,6 +735,15 @@ def run_epochs(s: TrainState, dataset, sampler, loader, rep: Reporter | None, ba
                     sch.step()
     s.elapsed_s = base_elapsed + time.perf_counter() - started
     return reason or "completed"
+
+
+def budget_postfix(s: TrainState) -> dict[str, str]:
+    """``{"budget ends": "HH:MM:SS"}`` (local clock) when a time budget is set: the progress bar's ETA is for all
+    planned steps, and the budget may end the run first."""
+    if s.cfg.time_budget_minutes is None:
+        return {}
+    left = max(0.0, 60 * s.cfg.time_budget_minutes - s.elapsed_s)
+    return {"budget ends": time.strftime("%H:%M:%S", time.localtime(time.time() + left))}
 
 
 @dataclass
@@ -560,10 +776,12 @@ def after_step(s: TrainState, meter: Meter, rep: Reporter | None, bar, force_log
         if rep:
             rep.metrics(s, means, pps)
             bar.set_postfix({k: f"{means[k]:.3g}" for k in ("g_total", "cycle_a", "d_b") if k in means}
-                            | {"pairs/s": f"{pps:.2f}"})
+                            | {"pairs/s": f"{pps:.2f}"} | budget_postfix(s))
     t_io = time.perf_counter()
     if rep and cfg.sample_every and s.step % cfg.sample_every == 0:
         rep.samples(s)
-    if rep and s.step % cfg.checkpoint_every == 0:
-        rep.checkpoint(s, periodic=True)
+    if s.step % cfg.checkpoint_every == 0:
+        rank_states = gather_rank_states(s)  # a collective: every rank, on the same steps
+        if rep:
+            rep.checkpoint(s, periodic=True, rank_states=rank_states)
     meter.io_s += time.perf_counter() - t_io

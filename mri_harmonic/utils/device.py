@@ -1,7 +1,9 @@
 """Device choice, mixed precision, memory format and seeding: the few places where hardware shows through.
 
 ``auto`` picks CUDA, then Apple MPS, then CPU. On CUDA the trainer uses bf16 autocast (bf16 has fp32's exponent
-range, so no gradient scaler is needed) and the channels_last memory format (faster convolutions on tensor cores).
+range, so no gradient scaler is needed). The channels_last memory format is opt-in and guarded: in torch 2.13 on CPU,
+``instance_norm``'s backward with a channels_last gradient at batch 1 is wrong (relative error ~1.4, batch 2 exact),
+so :func:`channels_last_fault` compares the two layouts on the actual device before a run uses it.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from typing import Any, ContextManager
+from typing import Any, ContextManager, Iterable
 
 import numpy as np
 import torch
@@ -64,9 +66,44 @@ def autocast(device: torch.device, enabled: bool = True) -> ContextManager[Any]:
     return contextlib.nullcontext()
 
 
-def memory_format(device: torch.device, channels_last: bool = True) -> torch.memory_format:
-    """``torch.channels_last`` on CUDA when asked, else ``torch.contiguous_format``."""
-    return torch.channels_last if (channels_last and device.type == "cuda") else torch.contiguous_format
+def memory_format(device: torch.device, channels_last: bool | None = None) -> torch.memory_format:
+    """``torch.channels_last`` when ``channels_last`` is true (on any device), else ``torch.contiguous_format``;
+    ``None`` is the inference default, channels_last on CUDA only (forward passes agree in both layouts).
+
+    Training checks :func:`channels_last_fault` on the device first: some kernels' gradients are wrong in it.
+    """
+    if channels_last is None:
+        channels_last = device.type == "cuda"
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def channels_last_fault(device: torch.device, batch_sizes: Iterable[int], *, channels: int = 8, size: int = 16,
+                        rtol: float = 1e-3) -> str | None:
+    """Compare an InstanceNorm2d (the networks' normalisation) forward and backward in NCHW and channels_last on
+    ``device`` at each of ``batch_sizes`` (those training will use); ``None`` when they agree, else what differs
+    (e.g. ``"input gradient at batch 1: relative error 1.42"``).
+
+    The reference is the NCHW result; the channels_last run feeds a channels_last input and upstream gradient, as a
+    channels_last network does. Runs in fp32 under a fixed private seed (the global RNG is not touched).
+    """
+    gen = torch.Generator().manual_seed(1234)
+    for n in sorted({int(b) for b in batch_sizes}):
+        x = torch.randn(n, channels, size, size, generator=gen)
+        grad = torch.randn(n, channels, size, size, generator=gen)
+        results = []
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            norm = torch.nn.InstanceNorm2d(channels, affine=True).to(device)
+            xi = x.to(device).contiguous(memory_format=fmt).detach().clone(memory_format=fmt).requires_grad_(True)
+            y = norm(xi)
+            y.backward(grad.to(device).contiguous(memory_format=fmt))
+            results.append({"output": y.detach().float().cpu(), "input gradient": xi.grad.float().cpu(),
+                             "weight gradient": norm.weight.grad.float().cpu()})
+        ref, got = results
+        for what in ref:
+            err = float((got[what] - ref[what]).norm() / ref[what].norm().clamp_min(1e-12))
+            if not err <= rtol:  # also catches NaN
+                return f"{what} at batch {n}: relative error {err:.3g}"
+    return None
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
