@@ -55,10 +55,11 @@ def readme(rates, cfg, args, seconds, n_slices, n_subjects) -> tuple[str, bool]:
             verdict = f"{'≤' if kind == 'max' else '≥'} {100 * bound:.0f} % of {TARGETS[r['control']][3]}: {'**met**' if ok else '**missed**'}"
         else:
             verdict = "(reported: what doing nothing scores)"
-        rows.append([r["control"], r["direction"], r["n_scored_slices"], r["n_lesions"], pct(r["erased_frac"]),
-                     pct(r["wrong_direction_frac"]), pct(r["invented_slice_frac"]), pct(r.get("added_detected_frac")),
+        rows.append([r["control"], r["direction"], r["n_scored_slices"], f"{r['n_lesions']} ({r['n_conspicuous']})", pct(r["erased_frac"]),
+                     pct(r["wrong_direction_frac"]), pct(r["invented_slice_frac"]),
+                     "–" if math.isnan(r.get("added_detected_frac", math.nan)) else f"{pct(r['added_detected_frac'])} of {int(r['n_added'])}",
                      pct(r["flagged_slice_frac"]), verdict])
-    table = markdown_table(["control", "direction", "scored slices", "lesions", "erased (of conspicuous)",
+    table = markdown_table(["control", "direction", "scored slices", "lesions (conspicuous)", "erased (of conspicuous)",
                             "wrong direction", "slices with an invented lesion", "added lesions found",
                             "slices flagged", "target"], rows)
     cfg_rows = [[f"`{f.name}`", getattr(cfg, f.name)] for f in dataclasses.fields(cfg)]

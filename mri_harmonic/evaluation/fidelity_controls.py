@@ -100,7 +100,7 @@ def with_added_lesion(target: np.ndarray, brain: np.ndarray, seg: np.ndarray, mo
     yy, xx = np.mgrid[: target.shape[0], : target.shape[1]]
     disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= ADDED_RADIUS**2
     out = np.asarray(target, float).copy()
-    ref = float(target[nawm].mean())
+    ref = float(np.median(target[nawm]))
     out[disc] = np.clip(target[disc] - target[disc].mean() + ref + LESION_DIRECTION[modality] * ADDED_CONTRAST, 0, 1)
     return out, disc
 

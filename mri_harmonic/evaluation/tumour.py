@@ -16,7 +16,7 @@ The same NAWM pixels are the reference in the real and in the synthetic image, s
 anatomy. Slices with fewer than ``min_nawm_pixels`` NAWM pixels are not scored.
 
 **Per lesion** (a lesion = a 8-connected component of ``seg > 0`` with at least ``min_lesion_pixels`` pixels):
-contrast ``C = mean(image[lesion]) - mean(image[NAWM])`` in the real target (``C_real``) and in the synthetic
+contrast ``C = mean(image[lesion]) - median(image[NAWM])`` in the real target (``C_real``) and in the synthetic
 image (``C_syn``). The expected sign is that of ``C_real`` when the lesion is *conspicuous* (``|C_real| >=
 min_lesion_contrast``), else the target modality's lesion direction (:data:`LESION_DIRECTION`: bright in FLAIR,
 dark in T1). Outcomes, two-sided:
@@ -28,7 +28,7 @@ dark in T1). Outcomes, two-sided:
 - ``kept``: a conspicuous lesion neither erased nor reversed; ``not_scored``: a faint lesion not reversed.
 
 **Invented** (per slice): inside the brain, outside the dilated labels, pixels where the synthetic image differs
-from its NAWM in the target's lesion direction by at least ``invented_contrast`` *and* exceeds, by at least
+from its NAWM median in the target's lesion direction by at least ``invented_contrast`` *and* exceeds, by at least
 ``invented_excess``, the most lesion-like value the real target has within ``tolerance_radius`` pixels (a grey dilation, so
 that a slightly blurred or shifted edge invents nothing). Both images are smoothed with a Gaussian of
 ``smoothing_sigma`` pixels first (single-pixel noise invents nothing). Each 8-connected region of at least
@@ -65,8 +65,9 @@ _EIGHT = np.ones((3, 3), bool)
 class TumourCheckConfig:
     """Thresholds of the tumour-fidelity measures (intensities on the [0, 1] scale, sizes in pixels)."""
 
-    min_lesion_pixels: int = 10
-    """A label component smaller than this (in one slice) is not scored (at 2 mm, 10 px = 40 mm^2)."""
+    min_lesion_pixels: int = 20
+    """A label component smaller than this (in one slice) is not scored (at 2 mm, 20 px = 80 mm^2: smaller lesions
+    lose most of their contrast to a 2-px blur, which the controls must not call erasure)."""
     label_margin: int = 2
     """Dilation of the labels (pixels) left out of NAWM and of the invented-lesion search (label boundary uncertainty)."""
     brain_erosion: int = 2
@@ -77,10 +78,10 @@ class TumourCheckConfig:
     """NAWM = normal-brain pixels within this of the white-matter mode (15/255)."""
     min_nawm_pixels: int = 20
     """Slices with fewer NAWM pixels have no reference and are not scored."""
-    min_lesion_contrast: float = 0.06
+    min_lesion_contrast: float = 0.08
     """``|C_real|`` at least this: the lesion is conspicuous (erasure scored); ``|C_syn|`` at least this in the
-    wrong direction: wrong-direction lesion (15/255)."""
-    kept_fraction: float = 0.35
+    wrong direction: wrong-direction lesion (20/255)."""
+    kept_fraction: float = 0.25
     """A conspicuous lesion is erased when the synthetic image keeps less than this fraction of its real contrast."""
     invented_contrast: float = 0.1
     """An invented pixel differs from the synthetic NAWM by at least this in the lesion direction (26/255)."""
@@ -190,11 +191,13 @@ def invented_regions(pred: np.ndarray, target: np.ndarray, brain: np.ndarray, se
     d = LESION_DIRECTION[modality]
     pred = np.asarray(pred, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
+    # white-matter levels from the unsmoothed images (smoothing drags a thin NAWM towards its neighbours)
+    ref_pred, ref_target = np.median(pred[nawm]), np.median(target[nawm])
     if cfg.smoothing_sigma > 0:
         pred = ndimage.gaussian_filter(pred, cfg.smoothing_sigma)
         target = ndimage.gaussian_filter(target, cfg.smoothing_sigma)
-    syn = d * (pred - pred[nawm].mean())  # lesion-like contrast of the synthetic image, per pixel
-    real = d * (target - target[nawm].mean())
+    syn = d * (pred - ref_pred)  # lesion-like contrast of the synthetic image, per pixel
+    real = d * (target - ref_target)
     if cfg.tolerance_radius:
         real = ndimage.grey_dilation(real, footprint=_disk(cfg.tolerance_radius))
     search = normal_brain(brain, seg, TumourCheckConfig(label_margin=cfg.label_margin, brain_erosion=0))
@@ -219,7 +222,7 @@ def tumour_fidelity(pred: np.ndarray, target: np.ndarray, brain: np.ndarray, seg
     has_ref = bool(nawm.any())
     lesions = []
     if has_ref:
-        ref_real, ref_syn = target[nawm].mean(), pred[nawm].mean()
+        ref_real, ref_syn = np.median(target[nawm]), np.median(pred[nawm])
         for k, comp in enumerate(lesion_components(seg, cfg.min_lesion_pixels)):
             c_real, c_syn = float(target[comp].mean() - ref_real), float(pred[comp].mean() - ref_syn)
             lesions.append({"lesion": k, "n_pixels": int(comp.sum()), "contrast_real": c_real, "contrast_synthetic": c_syn,
