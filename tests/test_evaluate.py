@@ -135,6 +135,31 @@ def test_report_lists_inputs_and_conventions(evaluated):
     assert row["n_seeds"] == 1 and row["verdict"].startswith("no verdict")
 
 
+def test_runs_of_one_method_are_pooled_over_seeds(evaluated, tmp_path):
+    """Runs whose configs differ only in `seed` form one group; the comparison pairs them seed by seed and pools."""
+    _, store, runs, _ = evaluated
+    extra = [train_tiny(store, tmp_path / "harmonic-s1", "harmonic", seed=1),
+             train_tiny(store, tmp_path / "cyclegan-s1", "cyclegan", seed=1)]
+    cyc0 = train_tiny(store, tmp_path / "cyclegan-s0", "cyclegan")
+    result = evaluate([str(runs[0]), str(extra[0]), str(cyc0), str(extra[1])], store, out_dir=tmp_path / "r",
+                      device="cpu", samples=0, progress=False, directions="flair2t1", reference=False)
+    ps = result.per_slice
+    assert dict(ps.groupby("run")["group"].first()) == {"harmonic-run": "harmonic", "harmonic-s1": "harmonic",
+                                                        "cyclegan-s0": "cyclegan", "cyclegan-s1": "cyclegan"}
+    assert dict(ps.groupby("run")["seed"].first()) == {"harmonic-run": 0, "harmonic-s1": 1, "cyclegan-s0": 0, "cyclegan-s1": 1}
+    row = result.comparison.set_index("metric").loc["MAE"]
+    assert result.baseline == "cyclegan" and row["group"] == "harmonic" and row["n_seeds"] == 2 and row["n_subjects"] == 4
+    sel = ps[(ps.region == "slice") & (ps.scale == "0-255")].set_index(["run", "subject", "slice_index"])["MAE"]
+    per_seed = [(sel["harmonic-run"] - sel["cyclegan-s0"]).groupby(level="subject").mean(),
+                (sel["harmonic-s1"] - sel["cyclegan-s1"]).groupby(level="subject").mean()]
+    assert row["mean_diff"] == pytest.approx(np.mean([d.mean() for d in per_seed]))
+    assert row["verdict"] == "no verdict: 4 test subjects (< 5)"
+    # the same config and seed twice cannot be pooled
+    with pytest.raises(UserInputError, match="same config and the same seed"):
+        evaluate([str(cyc0), str(runs[1])], store, out_dir=tmp_path / "r2", device="cpu", samples=0, progress=False,
+                 directions="flair2t1", reference=False)
+
+
 def test_reference_row_scores_the_input_itself(evaluated):
     """The input-as-output row is the untranslated source slice (zeroed outside the brain) against the target,
     scored with scikit-image; it is in the tables and the comparison, not in the figures or reader study."""
