@@ -4,7 +4,6 @@ constructed cases; bad input; the CLI."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd

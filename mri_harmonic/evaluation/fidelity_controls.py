@@ -28,7 +28,7 @@ from scipy import ndimage
 from mri_harmonic.evaluation.tumour import (
     LESION_DIRECTION,
     TumourCheckConfig,
-    lesion_components,
+    invented_regions,
     nawm_mask,
     normal_brain,
     summarise_tumour,
@@ -37,7 +37,7 @@ from mri_harmonic.evaluation.tumour import (
 
 CONTROLS = ("real", "blur1", "blur2", "noise", "inpainted", "added", "input")
 NOISE_SD = 0.03
-"""Noise control: sd of the added Gaussian noise on the [0, 1] scale (~8/255, about 3x the phantom's own noise)."""
+"""Noise control: sd of the added Gaussian noise on the [0, 1] scale (~8/255; the phantom store's own white-matter sd is ~0.03)."""
 ADDED_RADIUS = 3
 """Added-lesion control: disc radius in pixels (29 px, 6 mm at 2 mm spacing)."""
 ADDED_CONTRAST = 0.2
@@ -150,8 +150,6 @@ def score_controls(slices: list[dict[str, Any]], cfg: TumourCheckConfig | None =
                 rows.append({**tag, **rec})
                 lesion_rows += [{**tag, **les} for les in lesions]
                 if disc is not None:
-                    from mri_harmonic.evaluation.tumour import invented_regions
-
                     nawm, _ = nawm_mask(target, brain, seg, tgt, cfg)
                     found = invented_regions(pred, target, brain, seg, nawm, tgt, cfg)
                     added_rows.append({**tag, "detected": any((r & disc).any() for r in found)})
