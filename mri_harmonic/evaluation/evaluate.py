@@ -486,7 +486,7 @@ def report_markdown(result: EvaluationResult, inputs: dict[str, Any], paths: dic
         f"{tc['min_lesion_pixels']} px) and per slice, against the real target's normal-appearing white matter (NAWM: "
         "the histogram mode of the normal-brain intensities in the band white matter occupies in the target "
         f"modality, ± {tc['nawm_halfwidth']}; mri_harmonic/evaluation/tumour.py). Lesion contrast C = mean in the "
-        "lesion − mean in NAWM, in the real target and in the translation. A lesion is **erased** when it is "
+        "lesion − median in NAWM, in the real target and in the translation. A lesion is **erased** when it is "
         f"conspicuous (|C_real| ≥ {tc['min_lesion_contrast']}) and the translation keeps less than "
         f"{100 * tc['kept_fraction']:.0f} % of its contrast; **wrong direction** when the translation shows it with "
         f"the opposite sign (|C| ≥ {tc['min_lesion_contrast']}; e.g. FLAIR-bright in a synthetic T1). An **invented** "
