@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *lines,
         "",
-        "One training run per setting (one seed). The paired comparison below puts an interval on each difference "
-        "from the test subjects (subject bootstrap); it does not capture training-seed variation.",
+        "One training run per setting (one seed). The paired comparison below puts a t-interval over the test "
+        "subjects on each difference; with one seed it covers these runs only, so it gives no verdict on a setting.",
         "",
         "## Paired differences against cyclegan",
         "",

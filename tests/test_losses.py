@@ -170,6 +170,65 @@ def test_smoothness_equals_naive_double_loop_value_and_gradient():
     assert x.grad is None  # the graph of the input carries no gradient
 
 
+def naive_foreground_smoothness(x, gx, fgx, p, bins, sigma, min_fraction):
+    """Both double sums over pairs of patches of ``x`` with a brain share >= ``min_fraction``, divided by the number
+    of those pairs (brain = pixels above -1)."""
+    def feats(img):
+        return naive_histogram(naive_patches(img, p), bins)
+
+    fx, fg, ff = feats(x).detach(), feats(gx), feats(fgx)
+    fg_det = fg.detach()
+    share = (naive_patches(x.detach(), p) > -1 + 1e-3).double().mean(-1)
+    b, n, _ = fx.shape
+    per_sample = []
+    for bi in range(b):
+        kept = [i for i in range(n) if share[bi, i] >= min_fraction]
+        s = torch.zeros((), dtype=x.dtype)
+        for i in kept:
+            for j in kept:
+                s = s + torch.exp(-(fx[bi, i] - fx[bi, j]).abs().sum() / sigma**2) * (fg[bi, i] - fg[bi, j]).abs().sum()
+                s = s + torch.exp(-(fg_det[bi, i] - fg_det[bi, j]).abs().sum() / sigma**2) * (ff[bi, i] - ff[bi, j]).abs().sum()
+        per_sample.append(s / max(len(kept), 1) ** 2)
+    return torch.stack(per_sample).mean()
+
+
+def _brain_disc(b=2, size=16, radius=5.5, seed=0):
+    """Images with background exactly -1 outside a disc of brain (random values inside)."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    brain = ((yy - 7.5) ** 2 + (xx - 7.5) ** 2) < radius**2
+    img = torch.rand(b, 1, size, size, generator=g, dtype=torch.float64) * 1.8 - 0.9
+    return torch.where(brain, img, torch.full_like(img, -1.0)), brain
+
+
+def test_foreground_graph_equals_naive_loop_and_spares_background():
+    x, brain = _brain_disc()
+    gx = (torch.rand(2, 1, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 1.9 - 0.95).requires_grad_(True)
+    fgx = (torch.rand(2, 1, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * 1.9 - 0.95).requires_grad_(True)
+    loss = SmoothnessLoss(SmoothnessConfig(patch_size=4, bins=4, sigma=0.7, min_brain_fraction=0.5))
+    keep = loss.patch_keep(x)
+    assert 0 < int(keep[0].sum()) < 16  # some patches leave the graph
+    got = loss(x, gx, fgx)
+    ref = naive_foreground_smoothness(x, gx, fgx, 4, 4, 0.7, 0.5)
+    torch.testing.assert_close(got, ref)
+    g_got = torch.autograd.grad(got, (gx, fgx))
+    g_ref = torch.autograd.grad(ref, (gx, fgx))
+    for a, b in zip(g_got, g_ref):
+        torch.testing.assert_close(a, b)
+    # pixels of patches that left the graph get no gradient; those of kept patches do
+    dropped = ~keep[0].reshape(4, 4).repeat_interleave(4, 0).repeat_interleave(4, 1)
+    assert g_got[0][0, 0][dropped].abs().max() == 0 and g_got[0][0, 0][~dropped].abs().sum() > 0
+    # threshold 0 keeps every patch: today's term exactly
+    full = SmoothnessLoss(SmoothnessConfig(patch_size=4, bins=4, sigma=0.7))
+    torch.testing.assert_close(SmoothnessLoss(SmoothnessConfig(patch_size=4, bins=4, sigma=0.7, min_brain_fraction=0.0))(x, gx, fgx),
+                               full(x, gx, fgx))
+    # all patches brain: any threshold gives today's term
+    xb = torch.rand(2, 1, 16, 16, dtype=torch.float64) * 1.8 - 0.9
+    torch.testing.assert_close(loss(xb, gx, fgx), full(xb, gx, fgx))
+    # no brain at all: the term is 0, not nan
+    assert loss(torch.full_like(x, -1.0), gx, fgx).item() == 0
+
+
 def _two_region_image(n=16, seed=0):
     rng = np.random.default_rng(seed)
     img = np.full((n, n), -0.6)
@@ -316,6 +375,7 @@ def test_discriminator_loss_detaches_fake():
     ({"smoothness": {"vgg_layer": "relu9_9"}}, "loss.smoothness.vgg_layer"),
     ({"smoothness": {"features": "vgg"}}, "loss.smoothness.vgg_weights"),
     ({"lambda_smooth": -1}, "loss.lambda_smooth"),
+    ({"smoothness": {"min_brain_fraction": 1.5}}, "loss.smoothness.min_brain_fraction"),
 ])
 def test_loss_config_validation_names_key(data, key):
     with pytest.raises(UserInputError, match=key.replace(".", r"\.")):

@@ -2,7 +2,9 @@
 
 - :mod:`.metrics` — MAE, MSE, PSNR, SSIM (whole slice or inside a region), batched in torch, plus an accumulator;
 - :mod:`.regions` — the evaluation regions (whole slice, brain mask, tumour);
-- :mod:`.tumour` — tumour fidelity: lesion contrast kept or lost, hallucinated lesions;
+- :mod:`.tumour` — tumour fidelity: per lesion kept, erased or wrong-direction against NAWM; invented lesions;
+- :mod:`.fidelity_controls` — the controls (blurred, noisy, in-painted, added lesions) that calibrate it;
+- :mod:`.compare` — paired method differences with intervals over test subjects and training seeds;
 - :mod:`.tables` — summary tables and the paper's Table 1 layout, with the paper's figures in a separate block;
 - :mod:`.figures` — sample grids, metric distributions, training loss curves;
 - :mod:`.evaluate` — ``mri-harmonic evaluate`` (orchestration and ``report.md``);

@@ -6,11 +6,14 @@ autocast on CUDA) and compared with the real target slice of the same subject an
 ``out_dir``:
 
 ============================  =====================================================================================
-``per_slice.csv``             subject, slice_index, run, method, direction, region, scale, MAE, MSE, PSNR, SSIM
+``per_slice.csv``             subject, slice_index, run, method, group, seed, direction, region, scale, MAE, MSE, PSNR,
+                              SSIM
 ``summary.csv``               mean, std, n, n_inf per run x method x direction x region x scale x metric
 ``table1.csv`` / ``.md``      the paper's Table 1 layout (whole slice, 0-255), the paper's figures in a separate block
-``tumour_per_slice.csv``      tumour MAE, lesion contrast (real / translated), flags (see :mod:`.tumour`)
-``tumour_summary.csv``        flag rates per run x direction
+``comparison.csv``            paired differences of each method (group of seeds) against the baseline (:mod:`.compare`)
+``tumour_per_slice.csv``      per slice: lesions kept / erased / wrong-direction, invented lesions (see :mod:`.tumour`)
+``tumour_lesions.csv``        per lesion: size, contrast against NAWM in the real and the translated slice, outcome
+``tumour_summary.csv``        rates per run x direction
 ``figures/*.png``             sample grids per direction, metric box plots, training loss curves
 ``reader_study/``             blinded reader-study sheet (``--reader-study N``)
 ``evaluation.json``           inputs: runs (checkpoint, step, config hash), store (path, config hash), split, device
@@ -46,6 +49,8 @@ class EvaluatedRun:
     path: Path
     loaded: Any  # mri_harmonic.checkpoint.LoadedRun
     config_hash: str
+    seed: int = 0
+    group: str = ""  # runs that differ only in their seed share a group (a method in the comparison)
 
 
 @dataclass
@@ -56,6 +61,7 @@ class EvaluationResult:
     table1: pd.DataFrame
     tumour: pd.DataFrame
     tumour_summary: pd.DataFrame
+    tumour_lesions: pd.DataFrame | None = None
     paths: dict[str, Path] = field(default_factory=dict)
     comparison: pd.DataFrame | None = None  # paired differences vs the baseline run (see .compare), when > 1 run
     baseline: str | None = None
@@ -108,6 +114,42 @@ def pick_slices(manifest: pd.DataFrame, n: int, seed: int = 0) -> list[int]:
     return sorted(int(i) for i in order[:n])
 
 
+#: Config keys that do not change what a run learns; with ``seed`` they are left out when runs are grouped.
+NOT_METHOD_KEYS = frozenset({"seed", "device", "data.num_workers", "log_every", "sample_every", "checkpoint_every",
+                             "keep_checkpoints", "sample_slices", "tensorboard"})
+
+
+def group_runs(evaluated: Sequence[EvaluatedRun]) -> None:
+    """Set ``seed`` and ``group`` of each run: runs whose configs differ only in ``seed`` (and keys that change
+    nothing learnt, :data:`NOT_METHOD_KEYS`) form one group, named after the method when the method has a single
+    group, else after the group's first run."""
+    from mri_harmonic.config import config_hash, to_dict
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    keys = {}
+    for r in evaluated:
+        cfg = flat(to_dict(r.loaded.config))
+        r.seed = int(cfg.get("seed", 0))
+        keys[r.label] = (r.loaded.method, config_hash({k: v for k, v in cfg.items() if k not in NOT_METHOD_KEYS}))
+    groups: dict[tuple, list[EvaluatedRun]] = {}
+    for r in evaluated:
+        groups.setdefault(keys[r.label], []).append(r)
+    per_method = {m: sum(1 for (mm, _) in groups if mm == m) for (m, _) in groups}
+    for (method, _), members in groups.items():
+        seeds = [m.seed for m in members]
+        if len(set(seeds)) != len(seeds):
+            raise UserInputError(
+                f"runs {', '.join(str(m.path) for m in members)} have the same config and the same seed "
+                f"({sorted(seeds)}); evaluate one of them, or train the others with another `seed`")
+        for m in members:
+            m.group = method if per_method[method] == 1 else members[0].label
+
+
 def load_runs(runs: Sequence[str | os.PathLike], store, device) -> list[EvaluatedRun]:
     """Load every run; a checkpoint of another slice size than the store -> one-line error naming it."""
     from mri_harmonic.config import config_hash
@@ -128,6 +170,7 @@ def load_runs(runs: Sequence[str | os.PathLike], store, device) -> list[Evaluate
                 "evaluate it on a store preprocessed with the same in_plane_size and spacing as its training store"
             )
         out.append(EvaluatedRun(label=label, path=path, loaded=loaded, config_hash=config_hash(loaded.config)))
+    group_runs(out)
     return out
 
 
@@ -170,7 +213,10 @@ def evaluate(
         tumour_config: :class:`~mri_harmonic.evaluation.tumour.TumourCheckConfig` (defaults when ``None``).
         reference: also score the untranslated input against the target (row ``input-as-output``, method
             ``identity``, zeroed outside the brain like the translations): the floor a translation must beat. In
-            the metric tables and the paired comparison; not in figures, tumour checks or the reader study.
+            the metric tables, the tumour checks and the paired comparison; not in figures or the reader study.
+
+    Runs that differ only in their training ``seed`` are pooled into one group (:func:`group_runs`) in the paired
+    comparison, whose interval then covers training seeds as well as test subjects (:mod:`.compare`).
     """
     import torch
     from torch.utils.data import DataLoader
@@ -209,6 +255,15 @@ def evaluate(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     acc = MetricAccumulator()
     tumour_rows: list[dict[str, Any]] = []
+    lesion_rows: list[dict[str, Any]] = []
+
+    def check_tumour(pred_np, target_np, tgt, tags):
+        for i, (rec, lesions) in enumerate(tumour_fidelity_batch(pred_np, target_np, batch["mask"].numpy(),
+                                                                 batch["seg"].numpy(), tgt, tcfg)):
+            key = {"subject": keys["subject"][i], "slice_index": keys["slice_index"][i], **tags}
+            tumour_rows.append({**key, **rec})
+            lesion_rows.extend({**key, **les} for les in lesions)
+
     position = 0
     with torch.inference_mode():
         for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
@@ -228,13 +283,11 @@ def evaluate(
                 for d in dirs:
                     src, tgt = DIRECTION_MODALITIES[d]
                     pred = translate_batch(run.loaded.generator_for(src), batch[src], dev, brain if zero_background else None, amp)
-                    row_keys = {**keys, "run": run.label, "method": run.loaded.method, "direction": d}
-                    acc.update(pred, unit[tgt], regions, keys=row_keys)
+                    tags = {"run": run.label, "method": run.loaded.method, "group": run.group, "seed": run.seed,
+                            "direction": d}
+                    acc.update(pred, unit[tgt], regions, keys={**keys, **tags})
                     pred_np = pred.cpu().numpy()
-                    checks = tumour_fidelity_batch(pred_np, unit[tgt].cpu().numpy(), batch["mask"].numpy(), batch["seg"].numpy(), tcfg)
-                    tumour_rows += [{"subject": keys["subject"][i], "slice_index": keys["slice_index"][i],
-                                     "run": run.label, "method": run.loaded.method, "direction": d, **rec}
-                                    for i, rec in enumerate(checks)]
+                    check_tumour(pred_np, unit[tgt].cpu().numpy(), tgt, tags)
                     for p_i, pos in enumerate(positions):
                         if pos in kept:
                             kept[pos]["out"][(run.label, d)] = pred_np[p_i, 0]
@@ -242,17 +295,21 @@ def evaluate(
                 for d in dirs:
                     src, tgt = DIRECTION_MODALITIES[d]
                     as_output = unit[src] * brain if zero_background else unit[src]
-                    acc.update(as_output, unit[tgt], regions,
-                               keys={**keys, "run": REFERENCE_RUN, "method": REFERENCE_METHOD, "direction": d})
+                    tags = {"run": REFERENCE_RUN, "method": REFERENCE_METHOD, "group": REFERENCE_RUN, "seed": None,
+                            "direction": d}
+                    acc.update(as_output, unit[tgt], regions, keys={**keys, **tags})
+                    check_tumour(as_output.cpu().numpy(), unit[tgt].cpu().numpy(), tgt, tags)
             position += b
 
     per_slice = acc.frame()
-    per_slice = per_slice[["subject", "slice_index", "run", "method", "direction", "region", "scale", "MAE", "MSE", "PSNR", "SSIM"]]
-    summary = summarise(per_slice)
+    per_slice = per_slice[["subject", "slice_index", "run", "method", "group", "seed", "direction", "region", "scale",
+                           "MAE", "MSE", "PSNR", "SSIM"]]
+    summary = summarise(per_slice.drop(columns=["group", "seed"]))
     tumour = pd.DataFrame(tumour_rows)
-    tumour_summary = summarise_tumour(tumour)
+    lesions = pd.DataFrame(lesion_rows)
+    tumour_summary = summarise_tumour(tumour, lesions)
     result = EvaluationResult(out_dir=out_dir, per_slice=per_slice, summary=summary, table1=pd.DataFrame(),
-                              tumour=tumour, tumour_summary=tumour_summary)
+                              tumour=tumour, tumour_summary=tumour_summary, tumour_lesions=lesions)
     _write_outputs(result, evaluated, slice_store, split, dirs, dev, kept, sorted(sample_pos), sorted(reader_pos),
                    tcfg, zero_background, seed, amp)
     return result
@@ -267,8 +324,9 @@ def _comparison_section(result: "EvaluationResult") -> list[str]:
     return [
         f"## Paired comparison against {result.baseline} (whole slice, 0-255)",
         "",
-        "The same slices translated by each run: mean of the per-slice differences with a 95 % interval from a "
-        "subject-level bootstrap (comparison.csv). It captures test-set sampling only, not training-seed variation.",
+        "The same slices translated by each method (runs that differ only in their seed pooled): mean of the "
+        "per-slice differences, aggregated per test subject, with a 95 % interval over test subjects and training "
+        "seeds (comparison.csv; mri_harmonic/evaluation/compare.py).",
         "",
         comparison_markdown(result.comparison, result.baseline),
         "",
@@ -289,13 +347,14 @@ def _write_outputs(result, evaluated, store, split, dirs, dev, kept, sample_pos,
     paths.update(write_table1(result.summary, out, dirs))
     result.table1 = table1(result.summary, dirs)
     paths["tumour_per_slice"] = atomic_write_csv(out / "tumour_per_slice.csv", result.tumour)
+    paths["tumour_lesions"] = atomic_write_csv(out / "tumour_lesions.csv", result.tumour_lesions)
     paths["tumour_summary"] = atomic_write_csv(out / "tumour_summary.csv", result.tumour_summary)
-    if len(set(result.per_slice["run"])) > 1:
+    if len(set(result.per_slice["group"])) > 1:
         from mri_harmonic.evaluation.compare import compare_runs
 
-        # baseline: the first CycleGAN run (the paper's reference), else the first run given
-        result.baseline = next((r.label for r in evaluated if r.loaded.method == BASELINE), evaluated[0].label)
-        result.comparison = compare_runs(result.per_slice, result.baseline, seed=seed)
+        # baseline: the first CycleGAN group (the paper's reference), else the first run's group
+        result.baseline = next((r.group for r in evaluated if r.loaded.method == BASELINE), evaluated[0].group)
+        result.comparison = compare_runs(result.per_slice, result.baseline, group_column="group")
         paths["comparison"] = atomic_write_csv(out / "comparison.csv", result.comparison)
 
     fig_dir = out / "figures"
@@ -344,7 +403,8 @@ def _write_outputs(result, evaluated, store, split, dirs, dev, kept, sample_pos,
         "precision": "bf16 autocast" if (amp and dev.type == "cuda") else "fp32",
         "tumour_checks": {k: getattr(tcfg, k) for k in tcfg.__dataclass_fields__},
         "runs": [
-            {"label": r.label, "path": str(r.path), "method": r.loaded.method, "trained_direction": r.loaded.direction,
+            {"label": r.label, "path": str(r.path), "method": r.loaded.method, "group": r.group, "seed": r.seed,
+             "trained_direction": r.loaded.direction,
              "step": r.loaded.step, "checkpoint": str(r.loaded.checkpoint_path), "config_hash": r.config_hash,
              "training_store": r.loaded.store, "training_store_config_hash": r.loaded.store_config_hash,
              "same_preprocessing_as_training": r.loaded.store_config_hash == store.config_hash}
@@ -423,14 +483,22 @@ def report_markdown(result: EvaluationResult, inputs: dict[str, Any], paths: dic
     lines += [
         "## Tumour fidelity",
         "",
-        "Lesion contrast C = (mean in tumour − mean in normal brain) / σ_n, σ_n = the real target's normal-brain "
-        "standard deviation (same yardstick for real and translated). **Contrast lost**: on slices with ≥ "
-        f"{tc['min_tumour_pixels']} labelled pixels and |C_real| ≥ {tc['min_real_contrast']}, C_translated / C_real < "
-        f"{tc['contrast_lost_ratio']} (wrong sign or less than {100 * tc['contrast_lost_ratio']:.0f} % of the real contrast). "
-        f"**Hallucinated lesion** (after Cohen, Luck & Honari, MICCAI 2018): inside the brain, away from the labels "
-        f"(dilated by {tc['tumour_margin']} px), a 4-connected region of ≥ {tc['hallucination_min_pixels']} pixels with "
-        f"|translated − real| > {tc['hallucination_threshold']} ({tc['hallucination_threshold'] * 255:.0f}/255). "
-        "Heuristic flags for review, not a diagnosis. Per slice: tumour_per_slice.csv.",
+        "Signed, per lesion (a connected component of the labels, ≥ "
+        f"{tc['min_lesion_pixels']} px) and per slice, against the real target's normal-appearing white matter (NAWM: "
+        "the histogram mode of the normal-brain intensities in the band white matter occupies in the target "
+        f"modality, ± {tc['nawm_halfwidth']}; mri_harmonic/evaluation/tumour.py). Lesion contrast C = mean in the "
+        "lesion − median in NAWM, in the real target and in the translation. A lesion is **erased** when it is "
+        f"conspicuous (|C_real| ≥ {tc['min_lesion_contrast']}) and the translation keeps less than "
+        f"{100 * tc['kept_fraction']:.0f} % of its contrast; **wrong direction** when the translation shows it with "
+        f"the opposite sign (|C| ≥ {tc['min_lesion_contrast']}; e.g. FLAIR-bright in a synthetic T1). An **invented** "
+        "lesion (after Cohen, Luck & Honari, MICCAI 2018) is a connected region (≥ "
+        f"{tc['invented_min_pixels']} px) outside the labels (dilated by {tc['label_margin']} px) that is at least "
+        f"{tc['invented_contrast']} more lesion-like than NAWM (brighter in FLAIR, darker in T1) and at least "
+        f"{tc['invented_excess']} more than the real target within {tc['tolerance_radius']} px. The thresholds were "
+        "calibrated on controls (reports/fidelity_controls/: the real target ≤ 1 % of slices flagged, blurred or "
+        "noisy ≤ 5 %, in-painted lesions erased ≥ 95 %, added lesions invented ≥ 95 %). Rates: erased over "
+        "conspicuous lesions, wrong direction over all scored lesions, invented and flagged over scored slices. "
+        "Per slice: tumour_per_slice.csv; per lesion: tumour_lesions.csv.",
         "",
         tumour_markdown(result.tumour_summary),
         *_comparison_section(result),

@@ -140,16 +140,18 @@ def write_table1(summary: pd.DataFrame, out_dir: str | Path, directions: Sequenc
 
 
 def tumour_markdown(tumour_summary: pd.DataFrame) -> str:
-    """The tumour-fidelity summary as a Markdown table."""
+    """The tumour-fidelity summary (:func:`~mri_harmonic.evaluation.tumour.summarise_tumour`) as a Markdown table."""
     if tumour_summary is None or not len(tumour_summary):
         return "(no slices)\n"
-    header = ["run", "method", "direction", "slices", "tumour slices", "scored", "contrast lost", "median contrast ratio",
-              "tumour MAE (0-255)", "hallucinated (all)", "tumour-free slices", "hallucinated (tumour-free)"]
+    header = ["run", "method", "direction", "scored slices", "lesions (conspicuous)", "erased", "wrong direction",
+              "median contrast kept", "slices with an invented lesion", "(tumour-free slices)", "slices flagged",
+              "tumour MAE (0-255)"]
     pct = lambda v: "–" if pd.isna(v) else f"{100 * v:.1f} %"  # noqa: E731
     rows = [
-        [r["run"], r["method"], r["direction"], r["n_slices"], r["n_tumour_slices"], r["n_contrast_scored"],
-         pct(r["contrast_lost_frac"]), _fmt(r["contrast_ratio_median"], 2), _fmt(r["tumour_mae_255_mean"], 2),
-         pct(r["hallucinated_frac"]), r["n_tumour_free_slices"], pct(r["hallucinated_frac_tumour_free"])]
+        [r["run"], r["method"], r["direction"], r["n_scored_slices"], f"{r['n_lesions']} ({r['n_conspicuous']})",
+         pct(r["erased_frac"]), pct(r["wrong_direction_frac"]), _fmt(r["median_contrast_kept"], 2),
+         pct(r["invented_slice_frac"]), f"{pct(r['invented_slice_frac_tumour_free'])} of {r['n_tumour_free_slices']}",
+         pct(r["flagged_slice_frac"]), _fmt(r["tumour_mae_255_mean"], 2)]
         for _, r in tumour_summary.iterrows()
     ]
     return markdown_table(header, rows) + "\n"

@@ -107,6 +107,10 @@ class SmoothnessConfig:
     Never downloaded."""
     vgg_layer: str = "relu3_3"
     """VGG-16 layer whose activations are the features (``relu1_1`` ... ``relu5_3``)."""
+    min_brain_fraction: float = 0.0
+    """Foreground patch graph: patches of ``x`` whose share of brain pixels (values above the networks' background
+    -1) is below this leave the graph, and each mean runs over the pairs of the patches that remain. 0 = every
+    patch (today's default; reports/foreground_graph/ measures the option)."""
 
     def __post_init__(self) -> None:
         p = "loss.smoothness."
@@ -119,6 +123,8 @@ class SmoothnessConfig:
         require(self.bin_width is None or self.bin_width > 0, p + "bin_width",
                 f"must be > 0 or null (= centre spacing), got {self.bin_width}")
         require(self.sigma > 0, p + "sigma", f"must be > 0, got {self.sigma}")
+        require(0.0 <= self.min_brain_fraction <= 1.0, p + "min_brain_fraction",
+                f"must lie in [0, 1], got {self.min_brain_fraction}")
         require(self.vgg_layer in VGG16_RELU_INDEX, p + "vgg_layer",
                 f"must be one of {', '.join(VGG16_RELU_INDEX)}, got {self.vgg_layer!r}")
         require(self.features != "vgg" or bool(self.vgg_weights), p + "vgg_weights",

@@ -85,10 +85,18 @@ class SmoothnessLoss(nn.Module):
     scale does not depend on the image or patch size. With normalised histograms ``D`` lies in [0, 2] and
     ``w`` in (0, 1], so each mean lies in [0, 2].
 
+    Foreground graph (``min_brain_fraction > 0``): :meth:`patch_keep` marks the patches of ``x`` with at least that
+    share of brain pixels (above the networks' background, -1); both sums then run over pairs of kept patches only
+    and are divided by the number of those pairs, ``(sum_i keep_i)**2``, instead of ``P**2`` (a sample with no kept
+    patch contributes 0). The same patches (the anatomy of ``x``) are kept in both sums.
+
     Gradients flow into ``gx`` and ``fgx`` through the patch features (the soft histogram is piecewise linear);
     the weights carry none. ``x`` only sets the weights of the first sum, ``gx`` both the weights of the second
     (detached) and the distances of the first.
     """
+
+    #: Pixels above this are brain: the networks' background is exactly -1 (the store's 0 mapped to [-1, 1]).
+    BACKGROUND_ABOVE = -1.0 + 1e-3
 
     def __init__(self, cfg: SmoothnessConfig | None = None):
         super().__init__()
@@ -96,17 +104,31 @@ class SmoothnessLoss(nn.Module):
         self.features = build_patch_features(self.cfg)
         self.sigma = float(self.cfg.sigma)
 
-    def weighted_distance(self, weights: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-        """``mean_ij w_ij D_ij`` per sample: ``(B, P, P)``, ``(B, P, F)`` -> ``(B,)``."""
-        return (weights * pairwise_l1(feats)).mean(dim=(1, 2))
+    def patch_keep(self, x: torch.Tensor) -> torch.Tensor | None:
+        """``(B, P)`` bool: patches of ``x`` with a brain share >= ``min_brain_fraction``; None = keep every patch."""
+        if self.cfg.min_brain_fraction <= 0:
+            return None
+        p = self.cfg.patch_size
+        brain = (x.detach() > self.BACKGROUND_ABOVE).float().mean(dim=1, keepdim=True)  # any channel's share
+        share = F.avg_pool2d(brain, kernel_size=p, stride=p).flatten(1)  # row-major, as extract_patches
+        return share >= self.cfg.min_brain_fraction
+
+    def weighted_distance(self, weights: torch.Tensor, feats: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``mean_ij w_ij D_ij`` per sample over all pairs, or over pairs of kept patches: ``(B, P, P)``, ``(B, P, F)``
+        [, ``(B, P)``] -> ``(B,)``."""
+        if keep is None:
+            return (weights * pairwise_l1(feats)).mean(dim=(1, 2))
+        pair = (keep[:, :, None] & keep[:, None, :]).to(weights.dtype)
+        return (pair * weights * pairwise_l1(feats)).sum(dim=(1, 2)) / pair.sum(dim=(1, 2)).clamp(min=1.0)
 
     def forward(self, x: torch.Tensor, gx: torch.Tensor, fgx: torch.Tensor) -> torch.Tensor:
+        keep = self.patch_keep(x)
         with torch.no_grad():
             w_x = graph_weights(self.features(x.detach()), self.sigma)
         f_gx = self.features(gx)
         w_gx = graph_weights(f_gx, self.sigma)
         f_fgx = self.features(fgx)
-        return (self.weighted_distance(w_x, f_gx) + self.weighted_distance(w_gx, f_fgx)).mean()
+        return (self.weighted_distance(w_x, f_gx, keep) + self.weighted_distance(w_gx, f_fgx, keep)).mean()
 
 
 def _self_distance(img: torch.Tensor) -> torch.Tensor:
