@@ -177,6 +177,21 @@ def test_resume_accepts_a_checkpoint_from_before_a_new_config_key(synthetic_stor
         train(synthetic_store, out, "flair2t1", tiny("max_steps=4", "model.upsample=nearest"), resume=True, progress=False)
 
 
+def test_resume_refuses_another_store_with_the_same_config(synthetic_store, tmp_path):
+    """Two stores built with one preprocessing config (same config hash) but other data: --resume must refuse."""
+    other = make_synthetic_store(tmp_path / "other", seed=1)
+    run = tmp_path / "run"
+    train(synthetic_store, run, "flair2t1", tiny("max_steps=1"), progress=False)
+    assert read_checkpoint(run / "checkpoints" / "latest.pt")["store_config_hash"] == "synthetic000"
+    with pytest.raises(UserInputError, match="fingerprint") as exc:
+        train(other, run, "flair2t1", tiny("max_steps=2"), resume=True, progress=False)
+    assert str(other) in str(exc.value) and str(synthetic_store) in str(exc.value) and "\n" not in str(exc.value)
+    moved = tmp_path / "moved"  # the same store under another path is still the same store
+    synthetic_store.rename(moved)
+    train(moved, run, "flair2t1", tiny("max_steps=2"), resume=True, progress=False)
+    assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 2
+
+
 def test_cyclegan_and_distancegan_record_their_method(synthetic_store, tmp_path):
     for method in ("cyclegan", "distancegan"):
         out = tmp_path / method

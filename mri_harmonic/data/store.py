@@ -3,8 +3,9 @@
 Layout of a store folder (format version 1)::
 
     STORE/
-      store.json              meta: format, version, complete, config_hash, package_version, created, modalities,
-                              image_size [H, W], dtype, splits {name: {n_slices, n_subjects}}, unpaired_halves
+      store.json              meta: format, version, complete, config_hash, store_id (random, one per build),
+                              package_version, created, modalities, image_size [H, W], dtype,
+                              splits {name: {n_slices, n_subjects}}, unpaired_halves
       config.yaml             the resolved PreprocessConfig it was built with
       manifest.csv            one row per slice: split, row, subject, slice_index, brain_fraction, tumour_fraction, half
       subjects.json           per subject: split, half, sources, geometry (see below)
@@ -18,14 +19,17 @@ resampled) volume; ``subjects.json`` holds the per-subject geometry needed to ma
 ``half`` (0 or 1) is a seeded per-subject coin used to give the two domains disjoint subjects during training.
 
 A store is written under a temporary name and renamed into place when complete (:func:`write_store`), so a
-reader never sees a half-written store.
+reader never sees a half-written store. :attr:`SliceStore.fingerprint` identifies a store's content (its
+``store_id``, manifest and array headers): a run records it and ``--resume`` refuses any other store.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
+import uuid
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
@@ -103,6 +107,7 @@ def write_store(
             "version": FORMAT_VERSION,
             "complete": True,
             "config_hash": config_hash,
+            "store_id": uuid.uuid4().hex,
             "package_version": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "modalities": list(modalities),
@@ -157,6 +162,24 @@ class SliceStore:
     @property
     def config_hash(self) -> str:
         return self.meta["config_hash"]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """16 hex digits identifying this store's content: a hash of its ``store_id`` (new at every build), its
+        manifest and the header (dtype, shape) of every array. Independent of where the store lies; cheap (no
+        array data is read)."""
+        h = hashlib.sha256(str(self.meta.get("store_id", "")).encode())
+        h.update((self.path / "manifest.csv").read_bytes())
+        for split in sorted(self.meta["splits"]):
+            for name in [*self.modalities, *EXTRA_ARRAYS]:
+                npy = self.path / split / f"{name}.npy"
+                if npy.is_file():
+                    with open(npy, "rb") as fh:
+                        major, _ = np.lib.format.read_magic(fh)
+                        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                        shape, fortran, dtype = read(fh)
+                    h.update(f"{split}/{name}:{dtype.str}:{shape}:{fortran};".encode())
+        return h.hexdigest()[:16]
 
     @property
     def unpaired_halves(self) -> bool:

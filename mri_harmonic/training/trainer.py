@@ -283,6 +283,10 @@ def check_resume(ckpt: Mapping[str, Any], cfg: TrainConfig, direction: str, stor
         raise UserInputError(
             f"--resume: run {out_dir} was trained with --direction {ckpt['direction']}, not {direction}; "
             f"pass --direction {ckpt['direction']} or another --out")
+    if ckpt.get("store_fingerprint") not in (None, store.fingerprint):  # runs from before fingerprints: hash only
+        raise UserInputError(
+            f"--resume: store {store.path} (fingerprint {store.fingerprint}) is not the store run {out_dir} was trained "
+            f"on ({ckpt.get('store')}, fingerprint {ckpt['store_fingerprint']}); pass that store or another --out")
     if ckpt.get("store_config_hash") != store.config_hash:
         raise UserInputError(
             f"--resume: store {store.path} (config hash {store.config_hash}) is not the store run {out_dir} was trained "
@@ -521,7 +525,7 @@ def _train(store, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool,
     total = (cfg.optim.epochs + cfg.optim.epochs_decay) * steps_per_epoch
     planned = total if cfg.max_steps is None else min(cfg.max_steps, total)
     meta = {"direction": direction, "domain_a": domain_a, "domain_b": domain_b, "image_size": list(store.image_size),
-            "store": str(store.path), "store_config_hash": store.config_hash}
+            "store": str(store.path), "store_config_hash": store.config_hash, "store_fingerprint": store.fingerprint}
     rep = Reporter(out_dir, s, meta, store, resume_step=s.step if ckpt else None) if info.is_main else None
     if rep:
         rep.log.info("%s training %s (%s -> %s) on %s, %s; %d process(es); %d steps planned (%d per epoch), from step %d",
