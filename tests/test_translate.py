@@ -110,6 +110,49 @@ def test_folder_form(setup):
     assert nib.load(str(written[0])).shape == SHAPE
 
 
+def test_folder_translate_skips_unreadable_subjects(setup, tmp_path):
+    """A truncated FLAIR in the middle of a folder: every other subject is translated, the bad one is listed in
+    skipped.csv, the CLI exits 0 with a summary; only a folder where nothing can be translated is an error."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from mri_harmonic.cli import app
+
+    root, _, run, _, _, _ = setup
+    data_dir = tmp_path / "brats"
+    ids = ["BraTS2021_00001", "BraTS2021_00002", "BraTS2021_00003"]
+    for k, sid in enumerate(ids):
+        for m in ("flair", "t1"):
+            write_subject(data_dir / sid / f"{sid}_{m}.nii.gz", seed=k)
+    bad = data_dir / ids[1] / f"{ids[1]}_flair.nii.gz"
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["translate", str(run), str(data_dir), str(out), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == [ids[0], ids[2], "skipped.csv"]
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert list(skipped.columns) == ["subject", "file", "reason"]
+    assert skipped["subject"].tolist() == [ids[1]] and skipped["file"].tolist() == [str(bad)]
+    assert "truncated" in skipped["reason"][0]
+    assert "wrote 2 volume(s)" in res.output and "skipped 1 subject(s)" in res.output and ids[1] in res.output
+    # nothing readable: one-line error, and the output folder it would have created is not left behind
+    for sid in (ids[0], ids[2]):
+        f = data_dir / sid / f"{sid}_flair.nii.gz"
+        f.write_bytes(f.read_bytes()[:100])
+    with pytest.raises(UserInputError, match="no subject") as exc:
+        translate(run, data_dir, tmp_path / "none" / "out", device="cpu", progress=False)
+    assert "\n" not in str(exc.value) and not (tmp_path / "none").exists()
+
+
+def test_failed_file_translate_leaves_no_empty_folder(setup, tmp_path):
+    _, _, run, _, _, _ = setup
+    flat = tmp_path / "flat.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((20, 20), np.float32), np.eye(4)), str(flat))
+    with pytest.raises(UserInputError):
+        translate(run, flat, tmp_path / "new" / "deeper" / "o.nii.gz", device="cpu")
+    assert not (tmp_path / "new").exists()
+
+
 def test_modality_from_name():
     assert modality_from_name("x/BraTS2021_00001_flair.nii.gz") == "flair"
     assert modality_from_name("BraTS-GLI-00000-000-t1n.nii.gz") == "t1"

@@ -14,6 +14,7 @@ model's normalised units — [0, 1], where 0 and 1 correspond to the 0.5th and 9
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -175,7 +176,7 @@ def translate(
     scale: float = 1.0,
     amp: bool = True,
     progress: bool = True,
-) -> list[Path]:
+) -> "Translated":
     """Translate ``input_path`` (a NIfTI volume, or a data folder of subjects) with the run's generator.
 
     Args:
@@ -190,10 +191,12 @@ def translate(
         scale: output intensity factor (1 = normalised [0, 1] units; 255 = the paper's scale).
         amp: bf16 autocast on CUDA (as in training); ``False`` runs fp32. No effect on CPU.
 
-    Returns the written paths.
+    Returns the written paths (a :class:`Translated` list; for a folder its ``skipped`` lists the subjects that
+    could not be translated, also written to ``skipped.csv`` in the output folder).
     """
     from mri_harmonic.checkpoint import load_run
     from mri_harmonic.utils.device import resolve_device
+    from mri_harmonic.utils.io import removed_on_error
 
     if batch_size < 1:
         raise UserInputError(f"--batch-size must be >= 1, got {batch_size}")
@@ -207,39 +210,75 @@ def translate(
     source, target = resolve_direction(loaded, direction)
     pre_cfg = load_preprocess_config(loaded, store_config)
     kwargs = dict(batch_size=batch_size, device=dev, scale=scale, amp=amp)
-    if input_path.is_file():
-        _check_output_file(output_path)
-        return [translate_file(loaded, input_path, output_path, source, target, pre_cfg, **kwargs)]
-    return translate_folder(loaded, input_path, output_path, source, target, pre_cfg, progress=progress, **kwargs)
+    with removed_on_error(output_path.parent if input_path.is_file() else output_path):
+        if input_path.is_file():
+            _check_output_file(output_path)
+            return Translated([translate_file(loaded, input_path, output_path, source, target, pre_cfg, **kwargs)])
+        return translate_folder(loaded, input_path, output_path, source, target, pre_cfg, progress=progress, **kwargs)
+
+
+class Translated(list):
+    """The written paths (a list), plus ``skipped``: ``{"subject", "file", "reason"}`` of each subject of a folder
+    input that could not be translated (also in ``skipped.csv`` beside the outputs)."""
+
+    skipped: list[dict[str, str]]
+
+    def __init__(self, paths: Sequence[Path] = (), skipped: Sequence[dict[str, str]] = ()):
+        super().__init__(paths)
+        self.skipped = list(skipped)
+
+
+SKIPPED_COLUMNS = ["subject", "file", "reason"]
 
 
 def translate_folder(
     loaded, data_dir: Path, out_dir: Path, source: str, target: str, pre_cfg, *, progress: bool = True, **kwargs: Any
-) -> list[Path]:
-    """Every subject of ``data_dir`` -> ``out_dir/<subject>/<subject>_<target>_synthetic.nii.gz``."""
+) -> Translated:
+    """Every subject of ``data_dir`` -> ``out_dir/<subject>/<subject>_<target>_synthetic.nii.gz``.
+
+    A subject that cannot be translated (unreadable, truncated or empty file, wrong shape...) is skipped and listed
+    in ``out_dir/skipped.csv`` (subject, file, reason; rewritten on every run, empty when none was skipped); the
+    others are still translated. Raises a one-line :class:`UserInputError` only when no subject was translated.
+    """
+    import pandas as pd
     from tqdm.auto import tqdm
 
     from mri_harmonic.data.layouts import discover
-    from mri_harmonic.utils.io import ensure_writable_dir
+    from mri_harmonic.utils.io import atomic_write_csv, ensure_writable_dir
 
     if out_dir.suffix in (".nii", ".gz"):
         raise UserInputError(f"input {data_dir} is a folder, so the output {out_dir} must be a folder, not a NIfTI file name")
     cases = discover(data_dir)
-    ensure_writable_dir(out_dir, "output folder")
     with_source = [c for c in cases if source in c.images]
     if not with_source:
         raise UserInputError(f"no subject in {data_dir} has a {source} image ({len(cases)} subjects found); check --direction")
-    written = []
+    ensure_writable_dir(out_dir, "output folder")
+    written, skipped = [], []
     for case in tqdm(with_source, desc="translate", unit="subject", disable=not progress):
         path = Path(case.images[source].path)  # a 4-D MSD file: prepare_volume reads the source channel
         dest = out_dir / case.subject / f"{case.subject}_{target}_synthetic.nii.gz"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        written.append(translate_file(loaded, path, dest, source, target, pre_cfg, **kwargs))
-    return written
+        try:
+            written.append(translate_file(loaded, path, dest, source, target, pre_cfg, **kwargs))
+        except UserInputError as exc:
+            reason = str(exc).removeprefix(f"{path}: ").replace(str(path), "the file")
+            skipped.append({"subject": case.subject, "file": str(path), "reason": reason})
+            with contextlib.suppress(OSError):
+                dest.parent.rmdir()  # only if empty: a skipped subject leaves no folder
+    if not written:
+        first = "; ".join(f"{s['subject']}: {s['file']}: {s['reason']}" for s in skipped[:2])
+        raise UserInputError(f"no subject of {data_dir} could be translated ({len(skipped)} skipped; {first})")
+    atomic_write_csv(out_dir / "skipped.csv", pd.DataFrame(skipped, columns=SKIPPED_COLUMNS))
+    return Translated(written, skipped)
 
 
 def run_translate_paths(paths: Sequence[Path]) -> str:
-    """A short human summary of written files for the CLI."""
-    if len(paths) == 1:
+    """A short human summary of written (and, for a folder, skipped) subjects for the CLI."""
+    skipped = getattr(paths, "skipped", [])
+    if len(paths) == 1 and not skipped:
         return f"wrote {paths[0]}"
-    return f"wrote {len(paths)} volumes under {Path(paths[0]).parent.parent}"
+    out_dir = Path(paths[0]).parent.parent
+    lines = [f"wrote {len(paths)} volume(s) under {out_dir}"]
+    if skipped:
+        lines[0] += f"; skipped {len(skipped)} subject(s) (also in {out_dir / 'skipped.csv'}):"
+        lines += [f"  {s['subject']}: {s['file']}: {s['reason']}" for s in skipped]
+    return "\n".join(lines)
