@@ -176,6 +176,45 @@ def test_splits_by_subject_disjoint_and_deterministic(reference_store):
     assert split_counts(2, [1.0, 0.0, 0.0]) == [2, 0, 0]
 
 
+def _brats2020_half_broken(root, n_broken):
+    """Eight BraTS-2020-named subjects; the test subject of an assignment over all eight, and then train subjects,
+    get a truncated FLAIR (so assigning splits before dropping them leaves the test split empty)."""
+    ids = [f"BraTS20_Training_{i:03d}" for i in range(1, 9)]
+    for k, sid in enumerate(ids):
+        _write_case(root, sid, seed=k)
+    before = assign_splits(ids, PreprocessConfig())
+    broken = sorted(ids, key=lambda s: (before[s][0] != "test", s))[:n_broken]
+    for sid in broken:
+        f = root / sid / f"{sid}_flair.nii.gz"
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    return ids, broken
+
+
+def test_splits_are_assigned_over_the_subjects_that_survive(tmp_path):
+    ids, broken = _brats2020_half_broken(tmp_path / "data", 4)
+    cfg = PreprocessConfig(in_plane_size=32)
+    summary = preprocess(tmp_path / "data", tmp_path / "store", cfg, workers=1, progress=False)
+    assert sorted(s["subject"] for s in summary["skipped"]) == sorted(broken)
+    store = SliceStore(tmp_path / "store")
+    assert store.splits == ["train", "val", "test"]
+    assert {s: v["subjects"] for s, v in summary["splits"].items()} == {"train": 2, "val": 1, "test": 1}
+    assert set(store.subjects) == set(ids) - set(broken)
+
+
+def test_a_requested_split_left_empty_is_a_one_line_error_and_the_rerun_reuses_the_work(tmp_path):
+    _brats2020_half_broken(tmp_path / "data", 6)
+    cfg = PreprocessConfig(in_plane_size=32)
+    with pytest.raises(UserInputError, match="splits val and test would be empty") as exc:
+        preprocess(tmp_path / "data", tmp_path / "store", cfg, workers=1, progress=False)
+    msg = str(exc.value)
+    assert "\n" not in msg and "2 of 8 subjects survived (6 skipped)" in msg and "split_fractions=[1, 0, 0]" in msg
+    assert not (tmp_path / "store").exists()
+    summary = preprocess(tmp_path / "data", tmp_path / "store", PreprocessConfig(in_plane_size=32, split_fractions=[1, 0, 0]),
+                         workers=1, progress=False)
+    assert summary["subjects_reused"] == 2 and summary["subjects_processed"] == 6
+    assert SliceStore(tmp_path / "store").splits == ["train"]
+
+
 def test_parallel_workers_give_the_same_store(phantoms, reference_store, tmp_path):
     preprocess(phantoms / "brats2021", tmp_path / "par", CFG, workers=2, progress=False)
     _same_store(reference_store, SliceStore(tmp_path / "par"))
@@ -293,7 +332,7 @@ def test_partial_of_another_config_needs_overwrite(phantoms, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         preprocess(phantoms / "brats2023", store_dir, CFG, workers=1, progress=False, on_subject_done=crash)
-    other = PreprocessConfig(in_plane_size=64, split_fractions=[0.5, 0.25, 0.25], min_brain_fraction=0.1)
+    other = PreprocessConfig(in_plane_size=64, split_fractions=[0.5, 0.5, 0.0], min_brain_fraction=0.1)  # 2 subjects
     with pytest.raises(UserInputError, match="interrupted run with another config.*--overwrite"):
         preprocess(phantoms / "brats2023", store_dir, other, workers=1, progress=False)
     summary = preprocess(phantoms / "brats2023", store_dir, other, workers=1, progress=False, overwrite=True)
