@@ -91,6 +91,17 @@ def test_output_equals_model_on_preprocessed_slices(setup):
         assert data[i, j, k] == pytest.approx(expected[r, c], abs=1e-5)
 
 
+def test_background_is_exactly_the_inputs_own_after_resampling(setup, tmp_path):
+    """With a resampling preprocess config, the output is non-zero exactly on the input's non-zero voxels."""
+    from mri_harmonic.data.config import PreprocessConfig
+
+    root, _, run, _, volume, brain = setup
+    dump_config(PreprocessConfig(in_plane_size=32, min_brain_fraction=0.0, spacing=[2.0, 1.5, 3.0]), tmp_path / "pre.yaml")
+    out = translate(run, volume, tmp_path / "o.nii.gz", store_config=tmp_path / "pre.yaml", device="cpu")[0]
+    data = nib.load(str(out)).get_fdata()
+    assert np.array_equal(data != 0, brain)
+
+
 def test_scale_and_default_store_config(setup):
     root, store, run, _, volume, _ = setup
     a = nib.load(str(translate(run, volume, root / "o1.nii.gz", device="cpu")[0])).get_fdata()

@@ -3,8 +3,9 @@
 The input goes through exactly the preprocessing the run's training store was built with
 (:func:`mri_harmonic.data.geometry.prepare_volume` with that store's :class:`PreprocessConfig`: RAS reorientation,
 optional resampling, brain-mask percentile normalisation to [0, 1], crop/pad to the slice size); every axial slice
-is translated (batched, no gradients, bf16 autocast on CUDA), set to 0 outside the input's brain mask, and mapped
-back onto the input's voxel grid and orientation with :func:`~mri_harmonic.data.geometry.restore_volume`.
+is translated (batched, no gradients, bf16 autocast on CUDA) and mapped back onto the input's voxel grid and
+orientation with :func:`~mri_harmonic.data.geometry.restore_volume`: exactly 0 outside the input's own brain (its
+non-zero voxels, on its own grid) and a translated value at every voxel inside it.
 
 Output file: the input's shape, affine and header, data type float32, written atomically. **Intensities** are the
 model's normalised units — [0, 1], where 0 and 1 correspond to the 0.5th and 99.5th brain percentiles of the
@@ -136,7 +137,7 @@ def translate_file(
     net = loaded.generator_for(source)
     dev = device if device is not None else next(net.parameters()).device
     translated = translate_slices(net, prepared.slices, prepared.mask, dev, batch_size, amp)
-    volume = restore_volume(translated, prepared.geometry, mask=prepared.mask).astype(np.float32) * np.float32(scale)
+    volume = restore_volume(translated, prepared.geometry, mask=prepared.mask, source_mask=prepared.source_mask) * np.float32(scale)
     in_shape = tuple(img.shape[:3])
     if volume.shape != in_shape:
         raise RuntimeError(f"restore_volume returned shape {volume.shape}, input has {in_shape}")
