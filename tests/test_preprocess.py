@@ -409,3 +409,112 @@ def test_bad_config_values_name_the_key():
                       ({"percentiles": [99, 1]}, "percentiles"), ({"spacing": [1, 1]}, "spacing"), ({"dtype": "int8"}, "dtype")]:
         with pytest.raises(UserInputError, match=key):
             from_dict(PreprocessConfig, data)
+
+
+# ---- signals, worker processes, leftovers ---------------------------------------------------------------------
+def _children(pid):
+    """Pids of the live (not zombie) processes whose parent is ``pid`` (Linux /proc)."""
+    from pathlib import Path
+
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid):
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _start_slow_preprocess(tmp_path, n=10):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    for i in range(n):
+        _write_case(tmp_path / "data", f"S{i:02d}", shape=(48, 52, 40), seed=i)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "mri_harmonic.cli", "preprocess", str(tmp_path / "data"),
+                             str(tmp_path / "store"), "--workers", "2", "--no-progress", "--set", "in_plane_size=64"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    subjects = partial_dir_for(tmp_path / "store") / "subjects"
+    deadline = time.time() + 120
+    while not list(subjects.glob("*.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    workers = _children(proc.pid)
+    assert len(workers) >= 2, workers  # the pool's workers (and its resource tracker, if any)
+    return proc, workers
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_exits_143_with_a_message_and_stops_the_workers(tmp_path):
+    import signal
+    import time
+
+    proc, workers = _start_slow_preprocess(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, (out, err)
+    line = err.strip().splitlines()[-1]
+    assert "SIGTERM" in line and "run the same command again" in line and str(partial_dir_for(tmp_path / "store")) in line
+    assert "Traceback" not in err
+    time.sleep(0.5)
+    assert not [w for w in workers if _alive(w)]
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc")
+def test_workers_end_with_a_killed_parent_and_the_rerun_finishes(tmp_path):
+    import signal
+    import time
+
+    proc, workers = _start_slow_preprocess(tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    deadline = time.time() + 10
+    while [w for w in workers if _alive(w)] and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [w for w in workers if _alive(w)]
+    summary = preprocess(tmp_path / "data", tmp_path / "store", PreprocessConfig(in_plane_size=64), workers=1, progress=False)
+    assert summary["subjects_reused"] >= 1 and summary["subjects_stored"] == 10
+    assert not list((tmp_path / "store").parent.glob(".*tmp*"))
+
+
+def test_stale_temporary_store_folders_are_removed(phantoms, tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / ".store.tmp-abc123"  # a final write killed before its rename
+    stale.mkdir()
+    (stale / ".owner-pid").write_text(dead.stdout)
+    (stale / "store.json").write_text("{}")
+    orphan = tmp_path / ".store.tmp-nopid"  # no owner file at all
+    orphan.mkdir()
+    live = tmp_path / ".store.tmp-live"  # another process (here: this one) still building it
+    live.mkdir()
+    (live / ".owner-pid").write_text(str(__import__("os").getpid()))
+    preprocess(phantoms / "brats2023", tmp_path / "store", CFG.__class__(in_plane_size=64, split_fractions=[0.5, 0.5, 0.0]),
+               workers=1, progress=False)
+    assert not stale.exists() and not orphan.exists() and live.exists()
+    assert SliceStore(tmp_path / "store").splits == ["train", "val"]
+
+
+def test_a_failed_preprocess_leaves_no_resume_folder(tmp_path):
+    _write_case(tmp_path / "data", "ONLY")
+    bad = tmp_path / "data" / "ONLY" / "ONLY_flair.nii.gz"
+    bad.write_bytes(bad.read_bytes()[:50])
+    with pytest.raises(UserInputError, match="no subject"):
+        preprocess(tmp_path / "data", tmp_path / "out" / "store", PreprocessConfig(in_plane_size=32), workers=1, progress=False)
+    assert not partial_dir_for(tmp_path / "out" / "store").exists()

@@ -23,6 +23,7 @@ data changed); one built with another config is replaced only with ``overwrite``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -40,7 +41,7 @@ from mri_harmonic.config import config_hash, dump_config, to_dict
 from mri_harmonic.data.config import SPLIT_NAMES, PreprocessConfig
 from mri_harmonic.data.layouts import Case, discover
 from mri_harmonic.errors import UserInputError
-from mri_harmonic.utils.io import atomic_write_json, ensure_writable_dir
+from mri_harmonic.utils.io import atomic_write_json, ensure_writable_dir, remove_stale_temporaries
 
 PARTIAL_SUFFIX = ".partial"
 #: stores up to this size are concatenated in RAM before writing; larger ones through memory-mapped files
@@ -190,10 +191,44 @@ def _write_json_scratch(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int | None = None) -> None:
+    """Worker set-up: one torch thread, and the worker ends with its parent (``parent``: its pid), even when the
+    parent is killed (SIGKILL): Linux's ``PR_SET_PDEATHSIG`` sends it SIGTERM, and elsewhere a watchdog thread
+    exits once the parent is gone."""
+    import threading
+
     import torch
 
     torch.set_num_threads(1)
+    if parent is None:
+        return
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent handles it
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler (inherited through fork)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate a pool's worker processes now (an interrupted run must not wait for their current subjects)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            proc.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -239,6 +274,8 @@ def _open_partial(partial: Path, chash: str, data_key: str, config: PreprocessCo
         except (OSError, json.JSONDecodeError):
             state = {}
         if state.get("config_hash") == chash and state.get("data_dir") == data_key:
+            for tmp in (partial / "subjects").glob(".*.tmp*"):  # files a killed worker was writing
+                tmp.unlink(missing_ok=True)
             return
         if not overwrite:
             raise UserInputError(
@@ -337,6 +374,18 @@ def preprocess(
         subject/path/reason), ``splits`` {split: {subjects, slices}}, ``seconds``, ``subjects_per_second``,
         ``config_hash``, ``store``.
     """
+    partial = partial_dir_for(store_dir)
+    try:
+        return _preprocess(data_dir, store_dir, config, workers, strict, progress, overwrite, on_subject_done)
+    except BaseException:
+        # a failed or interrupted run keeps what can be resumed; a resume folder with no finished subject goes
+        with contextlib.suppress(OSError):
+            if partial.is_dir() and not any((partial / "subjects").glob("*.json")):
+                shutil.rmtree(partial)
+        raise
+
+
+def _preprocess(data_dir, store_dir, config, workers, strict, progress, overwrite, on_subject_done) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
@@ -351,6 +400,7 @@ def preprocess(
         return {**meta.get("summary", {}), "status": "up_to_date", "store": str(store_dir), "config_hash": chash,
                 "seconds": round(time.perf_counter() - t0, 3)}
     ensure_writable_dir(store_dir.parent, "STORE's parent folder")
+    remove_stale_temporaries(store_dir)  # what a killed run left of its final write
     cases = discover(data_dir)
     partial = partial_dir_for(store_dir)
     _open_partial(partial, work_hash(config), data_key, config, overwrite)
@@ -392,13 +442,16 @@ def preprocess(
             bar.close()
     else:
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-        pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker)
+        pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
         try:
             futures = [pool.submit(process_subject, c, config, UNASSIGNED, 0, partial) for c in todo]
             with tqdm(total=len(todo), desc="preprocess", unit="subject", disable=not progress) as bar:
                 for fut in as_completed(futures):
                     handle(fut.result())
                     bar.update()
+        except BaseException:
+            _stop_workers(pool)
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     work_seconds = time.perf_counter() - t_work
