@@ -22,6 +22,7 @@ import contextlib
 import os
 import re
 import shutil
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -86,11 +87,14 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise UserInputError(f"checkpoint {path} not found; pass a run folder that holds checkpoints/latest.pt")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about what it refuses to unpickle; the error below says it
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
+        have = ", ".join(p.stem for p in periodic_checkpoints(path.parent.parent)) or "none"
         raise UserInputError(
             f"checkpoint {path} cannot be read ({type(exc).__name__}); it is corrupt or not an mri-harmonic checkpoint — "
-            "use another checkpoint of the run (checkpoints/step_*.pt)"
+            f"choose another checkpoint of the run with --checkpoint step_N (periodic ones: {have})"
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserInputError(f"{path} is not an mri-harmonic checkpoint (no format '{FORMAT}')")
@@ -103,12 +107,13 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 def resolve_checkpoint(run_dir: str | os.PathLike, checkpoint: str | int = "latest") -> Path:
-    """``"latest"``, a step number, ``"step_0001000"`` or a path -> the checkpoint file of ``run_dir``."""
+    """``"latest"``, a step number, ``"step_1000"`` / ``"step_0001000"`` or a path -> the checkpoint file of ``run_dir``."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserInputError(f"run folder {run_dir} does not exist; pass the --out folder of a `mri-harmonic train` run")
-    if isinstance(checkpoint, int) or str(checkpoint).isdigit():
-        path = step_path(run_dir, int(checkpoint))
+    step = re.fullmatch(r"(?:step_)?(\d+)(?:\.pt)?", str(checkpoint))
+    if isinstance(checkpoint, int) or step:
+        path = step_path(run_dir, int(checkpoint) if isinstance(checkpoint, int) else int(step.group(1)))
     elif checkpoint == "latest":
         path = latest_path(run_dir)
     elif str(checkpoint).endswith(".pt") and Path(checkpoint).is_file():

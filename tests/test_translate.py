@@ -164,6 +164,24 @@ def test_failed_file_translate_leaves_no_empty_folder(setup, tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+def test_checkpoint_choice(setup, tmp_path):
+    """--checkpoint step_N translates with that periodic checkpoint; an unknown one lists those that exist."""
+    from typer.testing import CliRunner
+
+    from mri_harmonic.cli import app
+
+    _, _, run, _, volume, _ = setup
+    a = translate(run, volume, tmp_path / "a.nii.gz", device="cpu", checkpoint="step_2")[0]
+    b = translate(run, volume, tmp_path / "b.nii.gz", device="cpu")[0]  # latest is step 2 too
+    np.testing.assert_array_equal(nib.load(str(a)).get_fdata(), nib.load(str(b)).get_fdata())
+    res = CliRunner().invoke(app, ["translate", str(run), str(volume), str(tmp_path / "c.nii.gz"), "--device", "cpu",
+                                   "--checkpoint", "step_0000002"])
+    assert res.exit_code == 0, res.output
+    with pytest.raises(UserInputError, match="step_0000002") as exc:
+        translate(run, volume, tmp_path / "d.nii.gz", device="cpu", checkpoint="step_7")
+    assert "'step_7'" in _one_line(exc)
+
+
 def test_modality_from_name():
     assert modality_from_name("x/BraTS2021_00001_flair.nii.gz") == "flair"
     assert modality_from_name("BraTS-GLI-00000-000-t1n.nii.gz") == "t1"

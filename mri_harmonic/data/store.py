@@ -120,6 +120,18 @@ def write_store(
     return path
 
 
+def _looks_like_data(path: Path) -> bool:
+    """Whether ``path`` holds medical images (itself or one folder down): a data folder, not a store."""
+    if not path.is_dir():
+        return False
+    suffixes = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd", ".dcm")
+    for p in path.iterdir():
+        for q in (p.iterdir() if p.is_dir() else [p]):
+            if q.name.lower().endswith(suffixes):
+                return True
+    return False
+
+
 class SliceStore:
     """Read-only view of a slice store; arrays are memory-mapped, never decompressed.
 
@@ -131,6 +143,12 @@ class SliceStore:
         self.path = Path(path)
         meta_file = self.path / "store.json"
         if not meta_file.is_file():
+            if _looks_like_data(self.path):  # a data folder given where its store belongs: suggest a store beside it
+                store = self.path.with_name(f"{self.path.name or 'data'}-store")
+                raise UserInputError(
+                    f"{self.path} holds images, not a slice store (no store.json); build a store from it first: "
+                    f"`mri-harmonic preprocess {self.path} {store}`, then pass {store}"
+                )
             raise UserInputError(
                 f"{self.path} is not a slice store (no store.json); build one with `mri-harmonic preprocess DATA_DIR {self.path}`"
             )

@@ -74,9 +74,18 @@ def parse_directions(directions: str | Sequence[str]) -> list[str]:
 
 
 def run_labels(paths: Sequence[Path]) -> list[str]:
-    """Short unique labels: the folder name, or ``parent/name`` when two runs share a name (then ``#k``)."""
-    names = [p.name or str(p) for p in paths]
-    labels = [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p, n in zip(paths, names)]
+    """Short unique labels: the folder name, extended by as many parent folders (of the absolute path) as it takes
+    to tell runs apart (``a/run``, ``b/run``); the same folder given twice gets ``#k``."""
+    parts = [Path(os.path.abspath(p)).parts for p in paths]
+    depth = [1] * len(parts)
+    while True:
+        labels = ["/".join(ps[-d:]) for ps, d in zip(parts, depth)]
+        grow = [i for i, lab in enumerate(labels)
+                if any(labels[j] == lab and parts[j] != parts[i] for j in range(len(parts))) and depth[i] < len(parts[i])]
+        if not grow:
+            break
+        for i in grow:
+            depth[i] += 1
     seen: dict[str, int] = {}
     out = []
     for lab in labels:
@@ -107,7 +116,7 @@ def pick_slices(manifest: pd.DataFrame, n: int, seed: int = 0) -> list[int]:
     return sorted(int(i) for i in order[:n])
 
 
-def load_runs(runs: Sequence[str | os.PathLike], store, device) -> list[EvaluatedRun]:
+def load_runs(runs: Sequence[str | os.PathLike], store, device, checkpoint: str | int = "latest") -> list[EvaluatedRun]:
     """Load every run; a checkpoint of another slice size than the store -> one-line error naming it."""
     from mri_harmonic.config import config_hash
     from mri_harmonic.checkpoint import load_run
@@ -119,7 +128,7 @@ def load_runs(runs: Sequence[str | os.PathLike], store, device) -> list[Evaluate
     paths = [Path(r) for r in runs]
     out = []
     for label, path in zip(run_labels(paths), paths):
-        loaded = load_run(path, device=device)
+        loaded = load_run(path, device=device, checkpoint=checkpoint)
         if tuple(loaded.image_size) != tuple(store.image_size):
             raise UserInputError(
                 f"run {path} was trained on {loaded.image_size[0]}x{loaded.image_size[1]} slices (checkpoint "
@@ -147,6 +156,7 @@ def evaluate(
     tumour_config=None,
     progress: bool = True,
     reference: bool = True,
+    checkpoint: str | int = "latest",
 ) -> EvaluationResult:
     """Evaluate ``runs`` on ``split`` of ``store``; write tables, figures and ``report.md`` to ``out_dir``.
 
@@ -170,6 +180,7 @@ def evaluate(
         reference: also score the untranslated input against the target (row ``input-as-output``, method
             ``identity``, zeroed outside the brain like the translations): the floor a translation must beat. In
             the metric tables and the paired comparison; not in figures, tumour checks or the reader study.
+        checkpoint: which checkpoint of every run: ``latest`` (default), ``step_N`` or a path.
     """
     import torch
     from torch.utils.data import DataLoader
@@ -188,12 +199,16 @@ def evaluate(
         raise UserInputError(f"--batch-size must be >= 1, got {batch_size}")
     if reader_study < 0:
         raise UserInputError(f"--reader-study must be >= 0 slices, got {reader_study}")
+    if reader_study and len([runs] if isinstance(runs, (str, os.PathLike)) else runs) < 2:
+        raise UserInputError(
+            "--reader-study asks readers which run's output they prefer, so it needs two or more runs (e.g. "
+            "runs/cyclegan runs/harmonic); pass more runs or drop --reader-study")
     dirs = parse_directions(directions)
     out_dir = ensure_writable_dir(out_dir, "--out folder")
     modalities = tuple(dict.fromkeys(m for d in dirs for m in DIRECTION_MODALITIES[d]))
     slice_store = (store if isinstance(store, SliceStore) else SliceStore(store)).require(split=split, modalities=list(modalities))
     dev = resolve_device(device, key="--device")
-    evaluated = load_runs(runs, slice_store, dev)
+    evaluated = load_runs(runs, slice_store, dev, checkpoint)
     for run in evaluated:
         for d in dirs:
             run.loaded.generator_for(DIRECTION_MODALITIES[d][0])  # one-line error if the run lacks this modality

@@ -177,6 +177,7 @@ def translate(
     scale: float = 1.0,
     amp: bool = True,
     progress: bool = True,
+    checkpoint: str | int = "latest",
 ) -> "Translated":
     """Translate ``input_path`` (a NIfTI volume, or a data folder of subjects) with the run's generator.
 
@@ -191,6 +192,7 @@ def translate(
             training store.
         scale: output intensity factor (1 = normalised [0, 1] units; 255 = the paper's scale).
         amp: bf16 autocast on CUDA (as in training); ``False`` runs fp32. No effect on CPU.
+        checkpoint: which checkpoint of the run: ``latest`` (default), ``step_N`` (a periodic one) or a path.
 
     Returns the written paths (a :class:`Translated` list; for a folder its ``skipped`` lists the subjects that
     could not be translated, also written to ``skipped.csv`` in the output folder).
@@ -207,7 +209,7 @@ def translate(
     if not input_path.exists():
         raise UserInputError(f"input {input_path} not found; pass a .nii/.nii.gz volume or a data folder")
     dev = resolve_device(device, key="--device")
-    loaded = load_run(run, device=dev)
+    loaded = load_run(run, device=dev, checkpoint=checkpoint)
     source, target = resolve_direction(loaded, direction)
     pre_cfg = load_preprocess_config(loaded, store_config)
     kwargs = dict(batch_size=batch_size, device=dev, scale=scale, amp=amp)

@@ -251,10 +251,11 @@ def domains_for(direction: str) -> tuple[str, str]:
 
 
 def resolve_config(out_dir: str | Path, config_path: str | Path | None = None,
-                   overrides: Iterable[str] | None = None, resume: bool = False) -> TrainConfig:
+                   overrides: Iterable[str] | None = None, resume: bool = False,
+                   checkpoint: str | int = "latest") -> TrainConfig:
     """The CLI's config: ``--config`` and ``--set``; with ``--resume`` and no ``--config`` the run's own config."""
     if resume and config_path is None:
-        latest = ckpt_io.latest_path(out_dir)
+        latest = ckpt_io.latest_path(out_dir) if checkpoint == "latest" else ckpt_io.resolve_checkpoint(out_dir, checkpoint)
         if latest.is_file():
             saved = ckpt_io.read_checkpoint(latest)["config"]
             return load_train_config(None, overrides, base=saved)
@@ -301,7 +302,7 @@ def check_resume(ckpt: Mapping[str, Any], cfg: TrainConfig, direction: str, stor
 
 
 def prepare_run(store: SliceStore, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool,
-                device: torch.device) -> dict[str, Any] | None:
+                device: torch.device, checkpoint: str | int = "latest") -> dict[str, Any] | None:
     """Check inputs and the run folder (read-only, on every rank); return the checkpoint to resume, if any."""
     domain_a, domain_b = domains_for(direction)
     check_store(store, domain_a, domain_b, cfg)
@@ -314,6 +315,8 @@ def prepare_run(store: SliceStore, out_dir: Path, direction: str, cfg: TrainConf
         return None
     if not latest.is_file():
         raise UserInputError(f"--resume: {out_dir} has no checkpoint to resume (checkpoints/latest.pt missing); drop --resume")
+    if checkpoint != "latest":  # resume from an earlier periodic checkpoint
+        latest = ckpt_io.resolve_checkpoint(out_dir, checkpoint)
     ckpt = ckpt_io.read_checkpoint(latest, map_location=device)
     check_resume(ckpt, cfg, direction, store, out_dir)
     return ckpt
@@ -485,18 +488,20 @@ def agreed_stop(s: TrainState, stop: StopRequest) -> str | None:
 
 # ---- the loop ------------------------------------------------------------------------------------------------------
 def train(store: str | Path | SliceStore, out_dir: str | Path, direction: str = "flair2t1",
-          config: TrainConfig | None = None, resume: bool = False, *, progress: bool = True) -> dict[str, Any]:
+          config: TrainConfig | None = None, resume: bool = False, *, progress: bool = True,
+          checkpoint: str | int = "latest") -> dict[str, Any]:
     """Train ``G_AB: A -> B`` and ``G_BA: B -> A`` (A, B from ``direction``) on the store's train split.
 
     Under torchrun each process trains one DDP replica; rank 0 writes the run folder. Returns a summary dict
-    (``stopped`` is ``completed``, ``max_steps``, ``time_budget`` or ``signal``).
+    (``stopped`` is ``completed``, ``max_steps``, ``time_budget`` or ``signal``). With ``resume``, ``checkpoint``
+    (``latest``, ``step_N`` or a path) picks the checkpoint to continue from.
     """
-    cfg = config or resolve_config(out_dir, resume=resume)
+    cfg = config or resolve_config(out_dir, resume=resume, checkpoint=checkpoint)
     info = env_dist_info()
     device = resolve_device(cfg.device, local_rank=info.local_rank if info.enabled else None)
     info = init_distributed(device.type)
     try:
-        return _train(store, Path(out_dir), direction, cfg, resume, device, info, progress)
+        return _train(store, Path(out_dir), direction, cfg, resume, device, info, progress, checkpoint)
     finally:
         if info.is_main:
             close_file_logger()
@@ -504,12 +509,12 @@ def train(store: str | Path | SliceStore, out_dir: str | Path, direction: str = 
 
 
 def _train(store, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool, device: torch.device,
-           info: DistInfo, progress: bool) -> dict[str, Any]:
+           info: DistInfo, progress: bool, checkpoint: str | int = "latest") -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     store = store if isinstance(store, SliceStore) else SliceStore(store)
     domain_a, domain_b = domains_for(direction)
-    ckpt = prepare_run(store, out_dir, direction, cfg, resume, device)
+    ckpt = prepare_run(store, out_dir, direction, cfg, resume, device, checkpoint)
     seed_everything(cfg.seed, cfg.deterministic)
     if device.type == "cuda" and not cfg.deterministic:
         torch.backends.cudnn.benchmark = True
