@@ -309,3 +309,103 @@ def test_translate_agrees_with_store_slices_of_real_preprocess(tmp_path):
         for i in range(0, len(rr), max(1, len(rr) // 15)):
             v = slice_to_source_voxel(geom, int(r["slice_index"]), int(rr[i]), int(cc[i]))
             assert vol[v] == pytest.approx(y[rr[i], cc[i]], abs=1e-5)
+
+
+# ---- other formats through SimpleITK --------------------------------------------------------------------------------
+def _write_dicom_series(img, folder):
+    """``img`` (int16 sitk.Image) as a DICOM series, one file per axial slice, with the geometry tags GDCM reads."""
+    folder.mkdir(parents=True)
+    direction = img.GetDirection()
+    series = "1.2.826.0.1.3680043.2.1125.1." + "1"
+    for z in range(img.GetDepth()):
+        sl = img[:, :, z]
+        tags = {
+            "0008|0060": "MR", "0008|0016": "1.2.840.10008.5.1.4.1.1.4", "0020|000d": series + ".0", "0020|000e": series,
+            "0020|0013": str(z + 1), "0020|0032": "\\".join(f"{v:.6f}" for v in img.TransformIndexToPhysicalPoint((0, 0, z))),
+            "0020|0037": "\\".join(f"{v:.6f}" for v in (direction[0], direction[3], direction[6], direction[1], direction[4], direction[7])),
+            "0018|0050": f"{img.GetSpacing()[2]:.6f}", "0028|0030": f"{img.GetSpacing()[1]:.6f}\\{img.GetSpacing()[0]:.6f}",
+        }
+        for k, v in tags.items():
+            sl.SetMetaData(k, v)
+        writer = sitk.ImageFileWriter()
+        writer.KeepOriginalImageUIDOn()
+        writer.SetFileName(str(folder / f"slice{z:03d}.dcm"))
+        writer.Execute(sl)
+    return folder
+
+
+def test_nrrd_mha_and_dicom_inputs_match_the_nifti_path(setup, tmp_path):
+    """Without a training spacing to resample to, an NRRD / MHA / DICOM copy of a volume translates to exactly what
+    its NIfTI does (the orientation change is a permutation), on the input's grid, in the format asked for."""
+    _, _, run, _, volume, brain = setup
+    img = sitk.Cast(sitk.Round(sitk.ReadImage(str(volume))), sitk.sitkInt16)  # DICOM holds integers
+    nifti = tmp_path / "in_flair.nii.gz"
+    sitk.WriteImage(img, str(nifti))
+    ref = nib.load(str(translate(run, nifti, tmp_path / "ref.nii.gz", device="cpu")[0])).get_fdata()
+    inputs = {"nrrd": tmp_path / "in.nrrd", "mha": tmp_path / "in.mha"}
+    for fmt, path in inputs.items():
+        sitk.WriteImage(img, str(path))
+    inputs["dicom"] = _write_dicom_series(img, tmp_path / "dicom")
+    for fmt, path in inputs.items():
+        out_nii = translate(run, path, tmp_path / f"{fmt}.nii.gz", device="cpu")[0]
+        got = nib.load(str(out_nii))
+        np.testing.assert_allclose(got.affine, nib.load(str(nifti)).affine, atol=1e-4)
+        np.testing.assert_allclose(got.get_fdata(), ref, atol=1e-4, err_msg=fmt)
+    out = translate(run, inputs["nrrd"], tmp_path / "same-format.nrrd", device="cpu")[0]
+    back = sitk.ReadImage(str(out))
+    assert back.GetSize() == img.GetSize() and np.allclose(back.GetSpacing(), img.GetSpacing())
+    np.testing.assert_allclose(sitk.GetArrayFromImage(back).transpose(2, 1, 0), ref, atol=1e-4)
+    assert np.array_equal(ref != 0, brain)
+
+
+def test_sitk_input_is_resampled_to_the_training_spacing_and_back(setup, tmp_path):
+    """An oblique-free but permuted, finely sampled NRRD: resampled to the run's spacing, translated, resampled back
+    onto its own grid; 0 exactly outside its own brain, translated values inside, close to the NIfTI path's."""
+    from mri_harmonic.data.config import PreprocessConfig
+
+    _, _, run, _, _, _ = setup
+    shape = (40, 36, 30)  # (x, y, z) voxels of 0.6 x 0.8 x 1.0 mm, axes stored as P, I, L
+    ii, jj, kk = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
+    c = [s / 2 for s in shape]
+    inside = sum(((a - ci) / (s * 0.42)) ** 2 for a, ci, s in zip((ii, jj, kk), c, shape)) < 1
+    arr = np.where(inside, 100 + 40 * np.sin(ii / 4.0), 0).astype(np.float32)
+    img = sitk.GetImageFromArray(arr.transpose(2, 1, 0))
+    img.SetSpacing((0.6, 0.8, 1.0))
+    img.SetDirection((0, 0, 1, 1, 0, 0, 0, -1, 0))
+    img.SetOrigin((-10.0, 5.0, 20.0))
+    path = tmp_path / "scan.nrrd"
+    sitk.WriteImage(img, str(path))
+    pre = tmp_path / "pre.yaml"
+    dump_config(PreprocessConfig(in_plane_size=32, min_brain_fraction=0.0, spacing=[1.2, 1.2, 1.5]), pre)
+    out = translate(run, path, tmp_path / "scan_t1.nii.gz", store_config=pre, device="cpu")[0]
+    got = sitk.ReadImage(str(out))
+    assert got.GetSize() == img.GetSize()
+    np.testing.assert_allclose(got.GetDirection(), img.GetDirection(), atol=1e-6)
+    np.testing.assert_allclose(got.GetOrigin(), img.GetOrigin(), atol=1e-4)
+    data = sitk.GetArrayFromImage(got).transpose(2, 1, 0)
+    assert np.all(data[~inside] == 0) and (data[inside] != 0).mean() > 0.99
+    nifti = tmp_path / "scan_flair.nii.gz"  # the same volume through the NIfTI path (MONAI resampling)
+    sitk.WriteImage(img, str(nifti))
+    ref = nib.load(str(translate(run, nifti, tmp_path / "ref.nii.gz", store_config=pre, device="cpu")[0])).get_fdata()
+    core = ndimage_erode(inside, 3)
+    assert np.abs(data[core] - ref[core]).mean() < 0.05
+
+
+def ndimage_erode(mask, n):
+    from scipy import ndimage
+
+    return ndimage.binary_erosion(mask, iterations=n)
+
+
+def test_unreadable_sitk_inputs_are_one_line(setup, tmp_path):
+    _, _, run, _, volume, _ = setup
+    bad = tmp_path / "bad.nrrd"
+    bad.write_text("NRRD0004\ntype: float\ndimension: 3\n")
+    with pytest.raises(UserInputError, match="bad.nrrd") as exc:
+        translate(run, bad, tmp_path / "o.nii.gz", device="cpu")
+    _one_line(exc)
+    good = tmp_path / "ok.mha"
+    sitk.WriteImage(sitk.ReadImage(str(volume)), str(good))
+    with pytest.raises(UserInputError, match="must end in"):
+        translate(run, good, tmp_path / "o.png", device="cpu")
+    assert not (tmp_path / "o.nii.gz").exists()

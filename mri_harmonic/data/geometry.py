@@ -172,12 +172,12 @@ def _restore_on_source_mask(slices: np.ndarray, geometry: dict, mask: np.ndarray
     np.divide(num, den, out=out, where=valid)
     need = source_mask & ~valid
     if need.any():
-        _fill_nearest(out, valid, need)
+        fill_nearest(out, valid, need)
     out[~source_mask] = 0.0
     return out
 
 
-def _fill_nearest(out: np.ndarray, valid: np.ndarray, need: np.ndarray) -> None:
+def fill_nearest(out: np.ndarray, valid: np.ndarray, need: np.ndarray) -> None:
     """Give each ``need`` voxel of ``out`` the value of its nearest ``valid`` voxel (in place). The EDT runs on the
     bounding box of ``need`` grown until it holds valid voxels, so its cost follows the few voxels to fill."""
     from scipy import ndimage

@@ -7,6 +7,12 @@ is translated (batched, no gradients, bf16 autocast on CUDA) and mapped back ont
 orientation with :func:`~mri_harmonic.data.geometry.restore_volume`: exactly 0 outside the input's own brain (its
 non-zero voxels, on its own grid) and a translated value at every voxel inside it.
 
+**Other formats** (:mod:`mri_harmonic.data.sitk_io`): an NRRD or MetaImage file, or a folder holding one DICOM
+series, is read with SimpleITK, reoriented to RAS and resampled to the spacing the model was trained at
+(:func:`training_spacing`), translated the same way, and resampled back onto the input's own grid (0 exactly outside
+its non-zero voxels). The output is NIfTI unless OUTPUT's name asks for ``.nrrd`` or ``.mha`` (e.g. the input's own
+format).
+
 Output file: the input's shape, affine and header, data type float32, written atomically. **Intensities** are the
 model's normalised units — [0, 1], where 0 and 1 correspond to the 0.5th and 99.5th brain percentiles of the
 *target* modality in training (the store's ``percentiles``) — multiplied by ``scale`` (default 1; e.g. ``--scale
@@ -128,12 +134,7 @@ def translate_file(
         raise
     except Exception as exc:  # noqa: BLE001 - an unusable volume (all zero, NaN...) must not end in a traceback
         raise UserInputError(f"input volume {input_path} cannot be preprocessed ({type(exc).__name__}: {exc}); check the file") from None
-    if tuple(prepared.slices.shape[1:]) != tuple(loaded.image_size):
-        raise UserInputError(
-            f"input volume {input_path} gives {prepared.slices.shape[1]}x{prepared.slices.shape[2]} slices with this "
-            f"preprocess config but run {loaded.run_dir} expects {loaded.image_size[0]}x{loaded.image_size[1]}; pass the "
-            "run's training store with --store-config"
-        )
+    _check_slice_size(prepared, loaded, input_path)
     net = loaded.generator_for(source)
     dev = device if device is not None else next(net.parameters()).device
     translated = translate_slices(net, prepared.slices, prepared.mask, dev, batch_size, amp)
@@ -157,11 +158,69 @@ def translate_file(
     return output_path
 
 
-def _check_output_file(output_path: Path) -> None:
+def training_spacing(loaded, pre_cfg) -> list[float] | None:
+    """The voxel size (mm; x, y, z in RAS) the run's model was trained at: the preprocess config's ``spacing``,
+    else the median model spacing of the subjects of the training store the run records; None when neither is
+    known (then the input keeps its own spacing, as a NIfTI input does)."""
+    import json
+
+    if pre_cfg.spacing is not None:
+        return [float(v) for v in pre_cfg.spacing]
+    subjects = Path(loaded.store) / "subjects.json" if loaded.store else None
+    if subjects is None or not subjects.is_file():
+        return None
+    found = [g["model_spacing"] for g in json.loads(subjects.read_text()).values() if "model_spacing" in g]
+    return [float(v) for v in np.median(np.asarray(found, dtype=float), axis=0)] if found else None
+
+
+def translate_sitk_file(
+    loaded, input_path: Path, output_path: Path, source: str, target: str, pre_cfg, *,
+    batch_size: int = 16, device=None, scale: float = 1.0, amp: bool = True,
+) -> Path:
+    """Translate an NRRD / MetaImage file or a DICOM series folder (anything :func:`~mri_harmonic.data.sitk_io.read_image`
+    reads) with SimpleITK resampling to and from the model's grid; see the module docstring."""
+    import tempfile
+    from dataclasses import replace
+
+    import SimpleITK as sitk
+
+    from mri_harmonic.data import sitk_io
+    from mri_harmonic.data.geometry import prepare_volume, restore_volume
+
+    img = sitk_io.read_image(input_path)
+    model_img = sitk_io.to_model_grid(img, training_spacing(loaded, pre_cfg))
+    with tempfile.TemporaryDirectory(prefix="mri-harmonic-") as tmp:
+        nii = Path(tmp) / f"input_{source}.nii"
+        sitk.WriteImage(model_img, str(nii))
+        try:  # already on the model's grid and in RAS: the chain only normalises, slices and crops
+            prepared = prepare_volume(nii, replace(pre_cfg, spacing=None), modality=source)
+        except UserInputError as exc:
+            raise UserInputError(str(exc).replace(str(nii), str(input_path))) from None
+        except Exception as exc:  # noqa: BLE001 - an unusable volume must not end in a traceback
+            raise UserInputError(f"input {input_path} cannot be preprocessed ({type(exc).__name__}: {exc}); check the file") from None
+    _check_slice_size(prepared, loaded, input_path)
+    net = loaded.generator_for(source)
+    dev = device if device is not None else next(net.parameters()).device
+    translated = translate_slices(net, prepared.slices, prepared.mask, dev, batch_size, amp)
+    on_model = restore_volume(translated, prepared.geometry, mask=prepared.mask, source_mask=prepared.source_mask)
+    volume = sitk_io.from_model_grid(on_model, prepared.source_mask, model_img, img) * np.float32(scale)
+    return sitk_io.write_image(volume, img, output_path, f"mri-harmonic {source}->{target} synthetic, x{scale:g}")
+
+
+def _check_slice_size(prepared, loaded, input_path: Path) -> None:
+    if tuple(prepared.slices.shape[1:]) != tuple(loaded.image_size):
+        raise UserInputError(
+            f"input volume {input_path} gives {prepared.slices.shape[1]}x{prepared.slices.shape[2]} slices with this "
+            f"preprocess config but run {loaded.run_dir} expects {loaded.image_size[0]}x{loaded.image_size[1]}; pass the "
+            "run's training store with --store-config"
+        )
+
+
+def _check_output_file(output_path: Path, formats: Sequence[str] = (".nii.gz", ".nii")) -> None:
     from mri_harmonic.utils.io import ensure_writable_dir
 
-    if not (output_path.name.endswith(".nii.gz") or output_path.name.endswith(".nii")):
-        raise UserInputError(f"output {output_path} must end in .nii.gz or .nii")
+    if not output_path.name.lower().endswith(tuple(formats)):
+        raise UserInputError(f"output {output_path} must end in {' or '.join(formats)}")
     ensure_writable_dir(output_path.parent, "output folder")
 
 
@@ -183,10 +242,11 @@ def translate(
 
     Args:
         run: run folder of ``mri-harmonic train``.
-        input_path: a 3-D NIfTI of the source modality, or a folder in any layout :func:`~mri_harmonic.data.layouts.discover`
-            understands (BraTS 2018-2021, 2023+, MSD).
-        output_path: the output ``.nii.gz`` for a file input; an output folder for a folder input, receiving
-            ``<subject>/<subject>_<target>_synthetic.nii.gz``.
+        input_path: a 3-D NIfTI of the source modality, an NRRD / MHA file or a folder holding one DICOM series,
+            or a folder in any layout :func:`~mri_harmonic.data.layouts.discover` understands (BraTS 2018-2021,
+            2023+, MSD).
+        output_path: the output ``.nii.gz`` for a file input (``.nrrd`` / ``.mha`` also for NRRD, MHA and DICOM
+            inputs); an output folder for a folder input, receiving ``<subject>/<subject>_<target>_synthetic.nii.gz``.
         direction: ``flair2t1`` or ``t12flair``; default the run's training direction.
         store_config: slice store (or its ``config.yaml``) whose preprocessing to apply; default the run's
             training store.
@@ -213,6 +273,12 @@ def translate(
     source, target = resolve_direction(loaded, direction)
     pre_cfg = load_preprocess_config(loaded, store_config)
     kwargs = dict(batch_size=batch_size, device=dev, scale=scale, amp=amp)
+    from mri_harmonic.data import sitk_io
+
+    if sitk_io.is_sitk_input(input_path):  # NRRD / MHA file or a DICOM series folder
+        with removed_on_error(output_path.parent):
+            _check_output_file(output_path, sitk_io.WRITE_SUFFIXES)
+            return Translated([translate_sitk_file(loaded, input_path, output_path, source, target, pre_cfg, **kwargs)])
     with removed_on_error(output_path.parent if input_path.is_file() else output_path):
         if input_path.is_file():
             _check_output_file(output_path)
