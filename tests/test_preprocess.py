@@ -518,3 +518,28 @@ def test_a_failed_preprocess_leaves_no_resume_folder(tmp_path):
     with pytest.raises(UserInputError, match="no subject"):
         preprocess(tmp_path / "data", tmp_path / "out" / "store", PreprocessConfig(in_plane_size=32), workers=1, progress=False)
     assert not partial_dir_for(tmp_path / "out" / "store").exists()
+
+
+def test_nrrd_and_mha_cases_give_the_store_of_their_nifti_copies(tmp_path):
+    """A folder of cases with one NRRD / MHA file per modality (written by SimpleITK from the NIfTI files)
+    preprocesses into the same store as the NIfTI folder."""
+    import SimpleITK as sitk
+
+    for i in range(2):
+        _write_case(tmp_path / "nifti", f"S{i}", seed=i, affine=np.array([[0, 0, 2.0, -5], [-2.0, 0, 0, 30], [0, 2.0, 0, 1], [0, 0, 0, 1]]))
+    for f in sorted((tmp_path / "nifti").rglob("*.nii.gz")):
+        ext = {"flair": ".nrrd", "t1": ".mha", "seg": ".nrrd"}[f.name.split("_")[-1].split(".")[0]]
+        out = tmp_path / "other" / f.parent.name / f.name.replace(".nii.gz", ext)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sitk.WriteImage(sitk.ReadImage(str(f)), str(out))
+    cfg = PreprocessConfig(in_plane_size=32, split_fractions=[0.5, 0.5, 0.0])
+    preprocess(tmp_path / "nifti", tmp_path / "a", cfg, workers=1, progress=False)
+    summary = preprocess(tmp_path / "other", tmp_path / "b", cfg, workers=1, progress=False)
+    assert not summary["skipped"]
+    _same_store(SliceStore(tmp_path / "a"), SliceStore(tmp_path / "b"))
+    assert SliceStore(tmp_path / "b").subjects["S0"]["sources"]["flair"]["path"].endswith("S0_flair.nrrd")
+    bad = tmp_path / "other" / "S1" / "S1_t1.mha"
+    bad.write_bytes(bad.read_bytes()[:200])
+    summary = preprocess(tmp_path / "other", tmp_path / "c", PreprocessConfig(in_plane_size=32, split_fractions=[1, 0, 0]),
+                         workers=1, progress=False)
+    assert [s["subject"] for s in summary["skipped"]] == ["S1"] and "S1_t1.mha" in summary["skipped"][0]["path"]

@@ -22,6 +22,8 @@ Slice orientation: axial slice ``z`` of the RAS volume ``V`` (shape X, Y, Z) is 
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
@@ -36,7 +38,7 @@ from monai.transforms import (
     Transform,
 )
 
-from mri_harmonic.data.layouts import LABEL_MAPS
+from mri_harmonic.data.layouts import LABEL_MAPS, is_nifti
 from mri_harmonic.errors import UserInputError
 
 SEG, MASK, IMAGE4D, GEOMETRY = "seg", "mask", "image4d", "geometry"
@@ -422,7 +424,21 @@ class BadSubjectError(UserInputError):
 def _read_fully(path: Any) -> None:
     import nibabel as nib
 
+    if not is_nifti(Path(path).name):
+        import SimpleITK as sitk
+
+        sitk.ReadImage(str(path))
+        return
     np.asanyarray(nib.load(str(path)).dataobj)
+
+
+def as_nifti(path: Any, folder: Any, key: str) -> Path:
+    """A NIfTI copy of a volume SimpleITK reads (its writer keeps the voxel grid and maps LPS to the NIfTI affine)."""
+    import SimpleITK as sitk
+
+    out = Path(folder) / f"{key}.nii"
+    sitk.WriteImage(sitk.ReadImage(str(path)), str(out))
+    return out
 
 
 def run_chain(case: Any, config: Any, modalities: Sequence[str] | None = None, *, with_seg: bool = True,
@@ -468,7 +484,10 @@ def run_chain(case: Any, config: Any, modalities: Sequence[str] | None = None, *
     chain = build_transforms(config, mods, with_seg=with_seg, label_convention=case.label_convention,
                              msd_channels=channels if msd else None, keep_source_mask=keep_source_mask)
     try:
-        return chain(inputs)
+        if all(is_nifti(Path(p).name) for p in inputs.values()):
+            return chain(inputs)
+        with tempfile.TemporaryDirectory(prefix="mri-harmonic-") as tmp:  # NRRD / MHA: same grid, as NIfTI
+            return chain({k: v if is_nifti(Path(v).name) else str(as_nifti(v, tmp, k)) for k, v in inputs.items()})
     except Exception as exc:  # map to the file at fault; a bug (no bad file found) propagates unchanged
         bad = find_bad_volume(exc)
         if bad is not None:
@@ -479,7 +498,8 @@ def run_chain(case: Any, config: Any, modalities: Sequence[str] | None = None, *
             except Exception as read_exc:  # noqa: BLE001 - any reader failure means the file is unusable
                 detail = " ".join(str(read_exc).split())[:160] or type(read_exc).__name__
                 raise BadSubjectError(
-                    case.subject, path, f"cannot be read as NIfTI ({type(read_exc).__name__}: {detail}); the file is "
+                    case.subject, path, f"cannot be read{' as NIfTI' if is_nifti(Path(path).name) else ''} "
+                    f"({type(read_exc).__name__}: {detail}); the file is "
                     "corrupt or truncated: re-download or re-export it, or remove the subject",
                 ) from None
         raise

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mri_harmonic.data.layouts import modality_from_name
+from mri_harmonic.data.layouts import is_nifti, modality_from_name
 from mri_harmonic.directions import DIRECTIONS, modalities_of
 from mri_harmonic.errors import UserInputError
 
@@ -326,8 +326,9 @@ def translate_folder(
     for case in tqdm(with_source, desc="translate", unit="subject", disable=not progress):
         path = Path(case.images[source].path)  # a 4-D MSD file: prepare_volume reads the source channel
         dest = out_dir / case.subject / f"{case.subject}_{target}_synthetic.nii.gz"
+        one = translate_file if is_nifti(path.name) else translate_sitk_file  # NRRD / MHA case files
         try:
-            written.append(translate_file(loaded, path, dest, source, target, pre_cfg, **kwargs))
+            written.append(one(loaded, path, dest, source, target, pre_cfg, **kwargs))
         except UserInputError as exc:
             reason = str(exc).removeprefix(f"{path}: ").replace(str(path), "the file")
             skipped.append({"subject": case.subject, "file": str(path), "reason": reason})
