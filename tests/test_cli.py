@@ -55,9 +55,9 @@ def test_pickled_checkpoint_gives_one_error_line_and_no_torch_warning(tmp_path):
 def test_data_folder_passed_to_train_suggests_a_store_beside_it(tmp_path):
     from mri_harmonic.data.store import SliceStore
 
-    data = tmp_path / "BraTS2021"
-    (data / "BraTS2021_00001").mkdir(parents=True)
-    (data / "BraTS2021_00001" / "BraTS2021_00001_flair.nii.gz").write_bytes(b"")
+    data = tmp_path / "BraTS2019"  # nested as the 2019 release: HGG/<case>/<file>
+    (data / "HGG" / "BraTS19_X_1").mkdir(parents=True)
+    (data / "HGG" / "BraTS19_X_1" / "BraTS19_X_1_flair.nii.gz").write_bytes(b"")
     with pytest.raises(UserInputError) as exc:
         SliceStore(data)
     msg = str(exc.value)

@@ -43,10 +43,19 @@ def is_sitk_input(path: str | os.PathLike) -> bool:
 
 
 def dicom_series(folder: str | os.PathLike) -> list[str]:
-    """The DICOM series ids in ``folder`` (not its subfolders); empty when it holds none."""
+    """The DICOM series ids in ``folder`` (not its subfolders); empty when it holds none (checked quietly: a
+    folder of case folders is not scanned, and ITK's "no series" warning is not printed)."""
     import SimpleITK as sitk
 
-    return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or [])
+    folder = Path(folder)
+    if not any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir()):
+        return []
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or [])
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def read_image(path: str | os.PathLike) -> Any:

@@ -120,15 +120,20 @@ def write_store(
     return path
 
 
-def _looks_like_data(path: Path) -> bool:
-    """Whether ``path`` holds medical images (itself or one folder down): a data folder, not a store."""
-    if not path.is_dir():
-        return False
+def _looks_like_data(path: Path, depth: int = 3, budget: int = 5000) -> bool:
+    """Whether ``path`` holds medical images up to ``depth`` folders down (BraTS 2019 nests HGG/<case>/<file>): a
+    data folder, not a store. Stops at the first image or after ``budget`` entries."""
     suffixes = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd", ".dcm")
-    for p in path.iterdir():
-        for q in (p.iterdir() if p.is_dir() else [p]):
-            if q.name.lower().endswith(suffixes):
-                return True
+    base = len(path.parts)
+    seen = 0
+    for root, dirs, files in os.walk(path):
+        if len(Path(root).parts) - base >= depth:
+            dirs[:] = []
+        if any(f.lower().endswith(suffixes) for f in files):
+            return True
+        seen += len(files) + len(dirs)
+        if seen > budget:
+            return False
     return False
 
 

@@ -330,7 +330,7 @@ def translate_folder(
         try:
             written.append(one(loaded, path, dest, source, target, pre_cfg, **kwargs))
         except UserInputError as exc:
-            reason = str(exc).removeprefix(f"{path}: ").replace(str(path), "the file")
+            reason = str(exc).removeprefix(f"{path}: ").removeprefix(f"input volume {path} ").replace(str(path), "the file")
             skipped.append({"subject": case.subject, "file": str(path), "reason": reason})
             with contextlib.suppress(OSError):
                 dest.parent.rmdir()  # only if empty: a skipped subject leaves no folder
