@@ -7,6 +7,7 @@ Layout (format ``mri-harmonic-checkpoint``, version 2)::
      "config": resolved TrainConfig as a dict, "config_hash", "package_version", "method", "direction",
      "domain_a", "domain_b", "image_size": [H, W], "store": str, "store_config_hash",
      "store_config": the training store's resolved preprocessing config (so a run translates without its store),
+     "store_model_spacing": median voxel size of its subjects on the model grid, "store_fingerprint",
      "models": {net key: state dict} (the method's ``generator_keys`` + ``discriminator_keys``, unwrapped),
      "optimizers": {"G", "D"}, "schedulers": {"G", "D"},
      "pools": {"A", "B"} ({"images": (N,C,H,W), "generator": RNG state}),
@@ -26,6 +27,7 @@ import contextlib
 import os
 import re
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,11 +94,14 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise UserInputError(f"checkpoint {path} not found; pass a run folder that holds checkpoints/latest.pt")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about what it refuses to unpickle; the error below says it
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
+        have = ", ".join(p.stem for p in periodic_checkpoints(path.parent.parent)) or "none"
         raise UserInputError(
             f"checkpoint {path} cannot be read ({type(exc).__name__}); it is corrupt or not an mri-harmonic checkpoint — "
-            "use another checkpoint of the run (checkpoints/step_*.pt)"
+            f"choose another checkpoint of the run with --checkpoint step_N (periodic ones: {have})"
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserInputError(f"{path} is not an mri-harmonic checkpoint (no format '{FORMAT}')")
@@ -134,12 +139,13 @@ def pack(*, step: int, epoch: int, batch_in_epoch: int, elapsed_s: float, config
 
 
 def resolve_checkpoint(run_dir: str | os.PathLike, checkpoint: str | int = "latest") -> Path:
-    """``"latest"``, a step number, ``"step_0001000"`` or a path -> the checkpoint file of ``run_dir``."""
+    """``"latest"``, a step number, ``"step_1000"`` / ``"step_0001000"`` or a path -> the checkpoint file of ``run_dir``."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserInputError(f"run folder {run_dir} does not exist; pass the --out folder of a `mri-harmonic train` run")
-    if isinstance(checkpoint, int) or str(checkpoint).isdigit():
-        path = step_path(run_dir, int(checkpoint))
+    step = re.fullmatch(r"(?:step_)?(\d+)(?:\.pt)?", str(checkpoint))
+    if isinstance(checkpoint, int) or step:
+        path = step_path(run_dir, int(checkpoint) if isinstance(checkpoint, int) else int(step.group(1)))
     elif checkpoint == "latest":
         path = latest_path(run_dir)
     elif str(checkpoint).endswith(".pt") and Path(checkpoint).is_file():
@@ -177,6 +183,8 @@ class LoadedRun:
     store_config_hash: str | None = None
     store_config: dict[str, Any] | None = None
     """The training store's preprocessing config (None for checkpoints written before version 2)."""
+    store_model_spacing: list[float] | None = None
+    """Median voxel size (mm) of the training store's subjects on the model grid (None when unknown)."""
 
     def generator_for(self, source_modality: str) -> nn.Module:
         """The module that maps ``source_modality`` to the other domain (``flair`` -> the flair->t1 net)."""
@@ -230,4 +238,5 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu", che
         domain_a=ckpt["domain_a"], domain_b=ckpt["domain_b"], image_size=tuple(ckpt["image_size"]),
         step=int(ckpt["step"]), generators=generators, checkpoint_path=path, store=ckpt.get("store"),
         store_config_hash=ckpt.get("store_config_hash"), store_config=ckpt.get("store_config"),
+        store_model_spacing=ckpt.get("store_model_spacing"),
     )

@@ -174,11 +174,11 @@ def config_hash(cfg: Any) -> str:
 
 
 def parse_overrides(overrides: Iterable[str] | None) -> dict[str, Any]:
-    """``["train.lr=1e-4", "model.ngf=32"]`` -> nested dict; values are parsed as YAML scalars/lists."""
+    """``["optim.lr=1e-4", "model.ngf=32"]`` -> nested dict; values are parsed as YAML scalars/lists."""
     nested: dict[str, Any] = {}
     for item in overrides or []:
         if "=" not in item:
-            raise UserInputError(f"--set {item!r}: expected key=value, e.g. --set train.lr=0.0002")
+            raise UserInputError(f"--set {item!r}: expected key=value, e.g. --set optim.lr=0.0002")
         key, raw = item.split("=", 1)
         key = key.strip()
         if not key:
@@ -229,12 +229,20 @@ def load_config(
 ) -> T:
     """Defaults of ``cls`` <- YAML file ``path`` <- ``overrides`` (``key=value`` strings or a nested dict)."""
     data: dict[str, Any] = read_yaml(path) if path is not None else {}
-    source = str(path) if path is not None else "config"
-    if overrides:
-        upd = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
-        data = deep_merge(data, upd)
-        source = f"{source} (with --set overrides)" if path is not None else "--set overrides"
-    return from_dict(cls, data, source=source)
+    return from_layers(cls, data, str(path) if path is not None else "config", overrides)
+
+
+def from_layers(cls: type[T], data: Mapping[str, Any], source: str,
+                overrides: Iterable[str] | Mapping[str, Any] | None = None) -> T:
+    """``cls`` from ``data`` (read from ``source``) with ``overrides`` merged on top. An error is blamed on where
+    it comes from: ``data`` is checked alone first (errors name ``source``), so what fails only after the merge
+    names ``--set``."""
+    if not overrides:
+        return from_dict(cls, data, source=source)
+    upd = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
+    if data:
+        from_dict(cls, data, source=source)
+    return from_dict(cls, deep_merge(dict(data), upd), source="--set")
 
 
 def dump_config(cfg: Any, path: str | os.PathLike) -> Path:

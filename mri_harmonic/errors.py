@@ -13,3 +13,12 @@ class UserInputError(ValueError):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))  # force a single line
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal turned into an exception, so that cleanup runs as for Ctrl-C; ``signum`` is the signal.
+    Commands exit with status ``128 + signum`` (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

@@ -4,10 +4,11 @@
 1. ``mri-harmonic phantom``    a 16-subject MR-physics phantom in the BraTS 2021 layout  -> work/quickstart/data
 2. ``mri-harmonic preprocess`` the slice store (2 mm, 96x96, subject-wise splits)      -> work/quickstart/store
 3. ``mri-harmonic train``      HarmonicGAN FLAIR<->T1 with configs/phantom-cpu.yaml      -> work/quickstart/run
-4. ``mri-harmonic evaluate``   metrics by region, tumour fidelity, figures, reader sheet -> work/quickstart/report
+4. ``mri-harmonic evaluate``   metrics by region, tumour fidelity, figures               -> work/quickstart/report
 5. ``mri-harmonic translate``  one test subject's FLAIR volume -> a synthetic T1 NIfTI   -> work/quickstart/synthetic
 
-Every step is skipped when its output is complete, so running it again continues where it stopped.
+Every step is skipped when its output is complete (for evaluate and translate: when its report / volume exists
+and is newer than the run), so running it again continues where it stopped.
 ``--config configs/phantom-cpu-long.yaml`` trains four times longer (~45 min more) for a T1-like Flair -> T1; that
 run goes to ``run-phantom-cpu-long`` (and its report to ``report-phantom-cpu-long``) beside the default one.
 """
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"training is not finished ({read_json(run / 'summary.json', {}).get('message')}); evaluating the "
                 "model as it is; to continue training run this again with --set time_budget_minutes=M (M above the "
                 "budget used: it counts across resumes)")
-    run_cli(["evaluate", run, "--store", w / "store", "--split", "test", "--out", report, "--reader-study", 8])
+    if not _newer(report / "report.md", run / "checkpoints" / "latest.pt"):  # a reader study needs two runs
+        run_cli(["evaluate", run, "--store", w / "store", "--split", "test", "--out", report])
 
     import pandas as pd
 
@@ -56,9 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     subject = sorted(manifest.loc[manifest["split"] == "test", "subject"].unique())[0]
     flair = w / "data" / subject / f"{subject}_flair.nii.gz"
     out = w / f"synthetic{suffix}" / f"{subject}_t1_synthetic.nii.gz"
-    run_cli(["translate", run, flair, out, "--direction", "flair2t1"])
+    if not _newer(out, run / "checkpoints" / "latest.pt"):
+        run_cli(["translate", run, flair, out, "--direction", "flair2t1"])
     log(f"report: {report / 'report.md'}   synthetic T1: {out}")
     return 0
+
+
+def _newer(output: Path, than: Path) -> bool:
+    """``output`` exists and was written after ``than`` (a retrained run makes its old outputs stale)."""
+    return output.is_file() and than.is_file() and output.stat().st_mtime >= than.stat().st_mtime
 
 
 if __name__ == "__main__":

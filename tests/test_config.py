@@ -79,6 +79,28 @@ def test_override_syntax_errors():
     assert parse_overrides(["a.b=1", "a.c=x", "d=[1, 2]"]) == {"a": {"b": 1, "c": "x"}, "d": [1, 2]}
 
 
+def test_errors_name_the_layer_they_come_from(tmp_path):
+    """A typo in --set is reported as a --set error, not as one in the YAML file; the file's own errors name it."""
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  ngf: 32\n")
+    with pytest.raises(UserInputError) as err:
+        load_config(Outer, p, ["model.ngff=8"])
+    assert str(err.value).startswith("--set: key 'model.ngff'") and "c.yaml" not in str(err.value)
+    p.write_text("model:\n  ngff: 32\n")
+    with pytest.raises(UserInputError) as err:
+        load_config(Outer, p, ["model.ngf=8"])
+    assert str(err.value).startswith(f"{p}: key 'model.ngff'")
+
+
+def test_bare_set_example_is_a_real_key():
+    from mri_harmonic.training.config import load_train_config
+
+    with pytest.raises(UserInputError) as err:
+        parse_overrides(["lr"])
+    example = str(err.value).split("e.g. --set ")[1].split()[0]
+    assert load_train_config(None, [example]).optim.lr == pytest.approx(float(example.split("=")[1]))
+
+
 def test_dump_roundtrip_and_hash(tmp_path):
     cfg = load_config(Outer, overrides=["model.ngf=16"])
     path = dump_config(cfg, tmp_path / "resolved.yaml")

@@ -211,6 +211,21 @@ def test_run_labels_unique():
 
     assert run_labels([Path("a/run"), Path("b/run"), Path("c/other")]) == ["a/run", "b/run", "other"]
     assert len(set(run_labels([Path("x/run"), Path("x/run")]))) == 2
+    # a run given relative to here and one elsewhere with the same name: no "/run" or "run - run"
+    here = Path.cwd().name
+    assert run_labels([Path("run"), Path("../x/run")]) == [f"{here}/run", "x/run"]
+    assert run_labels([Path(".")]) == [here] and run_labels([Path("p/q/run"), Path("r/q/run")]) == ["p/q/run", "r/q/run"]
+
+
+def test_checkpoint_choice_and_single_run_reader_study(evaluated, tmp_path):
+    _, store, runs, _ = evaluated
+    res = evaluate(runs[:1], store, out_dir=tmp_path / "step2", device="cpu", progress=False, checkpoint="step_2")
+    assert not res.per_slice.empty
+    with pytest.raises(UserInputError, match="step_0000002") as exc:
+        evaluate(runs[:1], store, out_dir=tmp_path / "o", device="cpu", progress=False, checkpoint="step_9")
+    assert "'step_9'" in str(exc.value)
+    with pytest.raises(UserInputError, match="two or more runs"):
+        evaluate(runs[:1], store, out_dir=tmp_path / "o", device="cpu", progress=False, reader_study=3)
 
 
 def test_parse_directions():
@@ -272,6 +287,7 @@ def test_cli_bad_input_one_line(evaluated, tmp_path, capsys):
     from mri_harmonic.cli import main
 
     _, store, _, _ = evaluated
-    code = main(["evaluate", str(tmp_path / "missing-run"), "--store", str(store), "--out", str(tmp_path / "o")])
+    code = main(["evaluate", str(tmp_path / "missing-run"), "--store", str(store), "--out", str(tmp_path / "o" / "p")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: ") and "missing-run" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()  # a failed evaluate leaves no empty --out folder

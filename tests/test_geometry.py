@@ -78,6 +78,24 @@ def test_round_trip_with_spacing_on_the_phantom(phantom):
     assert err.mean() < 0.05 and np.corrcoef(restored[inner], ref[inner])[0, 1] > 0.95
 
 
+@pytest.mark.parametrize("spacing, size", [([2.0, 2.0, 2.5], 32), (None, 32)])
+def test_background_is_exactly_the_inputs_own_mask(phantom, spacing, size):
+    """A model output of 0.5 everywhere comes back as 0.5 on every voxel of the input's brain (its own non-zero
+    voxels, on its own grid) and exactly 0 elsewhere: after resampling, and when the crop window (32 px, smaller
+    than the 48x56 brain plane) cuts part of the brain off."""
+    path = phantom / "b21" / "BraTS2021_00000" / "BraTS2021_00000_flair.nii.gz"
+    brain = np.asanyarray(nib.load(path).dataobj) != 0
+    prep = prepare_volume(path, PreprocessConfig(spacing=spacing, in_plane_size=size), "flair")
+    assert np.array_equal(prep.source_mask, brain)
+    out = restore_volume(np.full(prep.slices.shape, 0.5, np.float32), prep.geometry, mask=prep.mask, source_mask=prep.source_mask)
+    assert out.dtype == np.float32 and np.all(out[~brain] == 0)
+    np.testing.assert_allclose(out[brain], 0.5, atol=1e-5)
+    # the model's values are kept: a linear ramp along x comes back as the same ramp (to interpolation accuracy)
+    ramp = np.broadcast_to(np.linspace(0.1, 0.9, prep.slices.shape[2], dtype=np.float32), prep.slices.shape)
+    out = restore_volume(ramp, prep.geometry, mask=prep.mask, source_mask=prep.source_mask)
+    assert np.all(out[~brain] == 0) and out[brain].min() > 0.05
+
+
 def test_prepare_volume_matches_the_store(phantom, tmp_path):
     cfg = PreprocessConfig(in_plane_size=64, split_fractions=[1.0, 0.0, 0.0])
     preprocess(phantom / "b21", tmp_path / "store", cfg, workers=1, progress=False)

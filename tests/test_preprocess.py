@@ -176,6 +176,45 @@ def test_splits_by_subject_disjoint_and_deterministic(reference_store):
     assert split_counts(2, [1.0, 0.0, 0.0]) == [2, 0, 0]
 
 
+def _brats2020_half_broken(root, n_broken):
+    """Eight BraTS-2020-named subjects; the test subject of an assignment over all eight, and then train subjects,
+    get a truncated FLAIR (so assigning splits before dropping them leaves the test split empty)."""
+    ids = [f"BraTS20_Training_{i:03d}" for i in range(1, 9)]
+    for k, sid in enumerate(ids):
+        _write_case(root, sid, seed=k)
+    before = assign_splits(ids, PreprocessConfig())
+    broken = sorted(ids, key=lambda s: (before[s][0] != "test", s))[:n_broken]
+    for sid in broken:
+        f = root / sid / f"{sid}_flair.nii.gz"
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    return ids, broken
+
+
+def test_splits_are_assigned_over_the_subjects_that_survive(tmp_path):
+    ids, broken = _brats2020_half_broken(tmp_path / "data", 4)
+    cfg = PreprocessConfig(in_plane_size=32)
+    summary = preprocess(tmp_path / "data", tmp_path / "store", cfg, workers=1, progress=False)
+    assert sorted(s["subject"] for s in summary["skipped"]) == sorted(broken)
+    store = SliceStore(tmp_path / "store")
+    assert store.splits == ["train", "val", "test"]
+    assert {s: v["subjects"] for s, v in summary["splits"].items()} == {"train": 2, "val": 1, "test": 1}
+    assert set(store.subjects) == set(ids) - set(broken)
+
+
+def test_a_requested_split_left_empty_is_a_one_line_error_and_the_rerun_reuses_the_work(tmp_path):
+    _brats2020_half_broken(tmp_path / "data", 6)
+    cfg = PreprocessConfig(in_plane_size=32)
+    with pytest.raises(UserInputError, match="splits val and test would be empty") as exc:
+        preprocess(tmp_path / "data", tmp_path / "store", cfg, workers=1, progress=False)
+    msg = str(exc.value)
+    assert "\n" not in msg and "2 of 8 subjects survived (6 skipped)" in msg and "split_fractions=[1, 0, 0]" in msg
+    assert not (tmp_path / "store").exists()
+    summary = preprocess(tmp_path / "data", tmp_path / "store", PreprocessConfig(in_plane_size=32, split_fractions=[1, 0, 0]),
+                         workers=1, progress=False)
+    assert summary["subjects_reused"] == 2 and summary["subjects_processed"] == 6
+    assert SliceStore(tmp_path / "store").splits == ["train"]
+
+
 def test_parallel_workers_give_the_same_store(phantoms, reference_store, tmp_path):
     preprocess(phantoms / "brats2021", tmp_path / "par", CFG, workers=2, progress=False)
     _same_store(reference_store, SliceStore(tmp_path / "par"))
@@ -293,7 +332,7 @@ def test_partial_of_another_config_needs_overwrite(phantoms, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         preprocess(phantoms / "brats2023", store_dir, CFG, workers=1, progress=False, on_subject_done=crash)
-    other = PreprocessConfig(in_plane_size=64, split_fractions=[0.5, 0.25, 0.25], min_brain_fraction=0.1)
+    other = PreprocessConfig(in_plane_size=64, split_fractions=[0.5, 0.5, 0.0], min_brain_fraction=0.1)  # 2 subjects
     with pytest.raises(UserInputError, match="interrupted run with another config.*--overwrite"):
         preprocess(phantoms / "brats2023", store_dir, other, workers=1, progress=False)
     summary = preprocess(phantoms / "brats2023", store_dir, other, workers=1, progress=False, overwrite=True)
@@ -370,3 +409,137 @@ def test_bad_config_values_name_the_key():
                       ({"percentiles": [99, 1]}, "percentiles"), ({"spacing": [1, 1]}, "spacing"), ({"dtype": "int8"}, "dtype")]:
         with pytest.raises(UserInputError, match=key):
             from_dict(PreprocessConfig, data)
+
+
+# ---- signals, worker processes, leftovers ---------------------------------------------------------------------
+def _children(pid):
+    """Pids of the live (not zombie) processes whose parent is ``pid`` (Linux /proc)."""
+    from pathlib import Path
+
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid):
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _start_slow_preprocess(tmp_path, n=10):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    for i in range(n):
+        _write_case(tmp_path / "data", f"S{i:02d}", shape=(48, 52, 40), seed=i)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "mri_harmonic.cli", "preprocess", str(tmp_path / "data"),
+                             str(tmp_path / "store"), "--workers", "2", "--no-progress", "--set", "in_plane_size=64"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    subjects = partial_dir_for(tmp_path / "store") / "subjects"
+    deadline = time.time() + 120
+    while not list(subjects.glob("*.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    workers = _children(proc.pid)
+    assert len(workers) >= 2, workers  # the pool's workers (and its resource tracker, if any)
+    return proc, workers
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_exits_143_with_a_message_and_stops_the_workers(tmp_path):
+    import signal
+    import time
+
+    proc, workers = _start_slow_preprocess(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, (out, err)
+    line = err.strip().splitlines()[-1]
+    assert "SIGTERM" in line and "run the same command again" in line and str(partial_dir_for(tmp_path / "store")) in line
+    assert "Traceback" not in err
+    time.sleep(0.5)
+    assert not [w for w in workers if _alive(w)]
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc")
+def test_workers_end_with_a_killed_parent_and_the_rerun_finishes(tmp_path):
+    import signal
+    import time
+
+    proc, workers = _start_slow_preprocess(tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    deadline = time.time() + 10
+    while [w for w in workers if _alive(w)] and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [w for w in workers if _alive(w)]
+    summary = preprocess(tmp_path / "data", tmp_path / "store", PreprocessConfig(in_plane_size=64), workers=1, progress=False)
+    assert summary["subjects_reused"] >= 1 and summary["subjects_stored"] == 10
+    assert not list((tmp_path / "store").parent.glob(".*tmp*"))
+
+
+def test_stale_temporary_store_folders_are_removed(phantoms, tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / ".store.tmp-abc123"  # a final write killed before its rename
+    stale.mkdir()
+    (stale / ".owner-pid").write_text(dead.stdout)
+    (stale / "store.json").write_text("{}")
+    orphan = tmp_path / ".store.tmp-nopid"  # no owner file at all
+    orphan.mkdir()
+    live = tmp_path / ".store.tmp-live"  # another process (here: this one) still building it
+    live.mkdir()
+    (live / ".owner-pid").write_text(str(__import__("os").getpid()))
+    preprocess(phantoms / "brats2023", tmp_path / "store", CFG.__class__(in_plane_size=64, split_fractions=[0.5, 0.5, 0.0]),
+               workers=1, progress=False)
+    assert not stale.exists() and not orphan.exists() and live.exists()
+    assert SliceStore(tmp_path / "store").splits == ["train", "val"]
+
+
+def test_a_failed_preprocess_leaves_no_resume_folder(tmp_path):
+    _write_case(tmp_path / "data", "ONLY")
+    bad = tmp_path / "data" / "ONLY" / "ONLY_flair.nii.gz"
+    bad.write_bytes(bad.read_bytes()[:50])
+    with pytest.raises(UserInputError, match="no subject"):
+        preprocess(tmp_path / "data", tmp_path / "out" / "store", PreprocessConfig(in_plane_size=32), workers=1, progress=False)
+    assert not partial_dir_for(tmp_path / "out" / "store").exists()
+
+
+def test_nrrd_and_mha_cases_give_the_store_of_their_nifti_copies(tmp_path):
+    """A folder of cases with one NRRD / MHA file per modality (written by SimpleITK from the NIfTI files)
+    preprocesses into the same store as the NIfTI folder."""
+    import SimpleITK as sitk
+
+    for i in range(2):
+        _write_case(tmp_path / "nifti", f"S{i}", seed=i, affine=np.array([[0, 0, 2.0, -5], [-2.0, 0, 0, 30], [0, 2.0, 0, 1], [0, 0, 0, 1]]))
+    for f in sorted((tmp_path / "nifti").rglob("*.nii.gz")):
+        ext = {"flair": ".nrrd", "t1": ".mha", "seg": ".nrrd"}[f.name.split("_")[-1].split(".")[0]]
+        out = tmp_path / "other" / f.parent.name / f.name.replace(".nii.gz", ext)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sitk.WriteImage(sitk.ReadImage(str(f)), str(out))
+    cfg = PreprocessConfig(in_plane_size=32, split_fractions=[0.5, 0.5, 0.0])
+    preprocess(tmp_path / "nifti", tmp_path / "a", cfg, workers=1, progress=False)
+    summary = preprocess(tmp_path / "other", tmp_path / "b", cfg, workers=1, progress=False)
+    assert not summary["skipped"]
+    _same_store(SliceStore(tmp_path / "a"), SliceStore(tmp_path / "b"))
+    assert SliceStore(tmp_path / "b").subjects["S0"]["sources"]["flair"]["path"].endswith("S0_flair.nrrd")
+    bad = tmp_path / "other" / "S1" / "S1_t1.mha"
+    bad.write_bytes(bad.read_bytes()[:200])
+    summary = preprocess(tmp_path / "other", tmp_path / "c", PreprocessConfig(in_plane_size=32, split_fractions=[1, 0, 0]),
+                         workers=1, progress=False)
+    assert [s["subject"] for s in summary["skipped"]] == ["S1"] and "S1_t1.mha" in summary["skipped"][0]["path"]

@@ -163,6 +163,25 @@ def test_resume_continues_exactly(synthetic_store, tmp_path):
             assert torch.equal(wa[net][k], wb[net][k]), (net, k)
 
 
+def test_resume_from_an_earlier_checkpoint(synthetic_store, tmp_path):
+    """train --resume --checkpoint step_N continues from step N, exactly as if the run had stopped there."""
+    extra = ["data.max_slices_per_epoch=4", "optim.epochs=1", "optim.epochs_decay=3", "checkpoint_every=2"]
+    straight, rerun = tmp_path / "straight", tmp_path / "rerun"
+    train(synthetic_store, straight, "flair2t1", tiny(*extra, "max_steps=5"), progress=False)
+    train(synthetic_store, rerun, "flair2t1", tiny(*extra, "max_steps=3"), progress=False)  # step_2 and latest (3)
+    args = ["train", synthetic_store, "--out", rerun, "--no-progress", "--resume", "--checkpoint", "step_2",
+            *sum((["--set", s] for s in [*TINY, *extra, "max_steps=5"]), [])]
+    code, out = cli(*args)
+    assert code == 0, out
+    assert [r["step"] for r in metrics(rerun)] == [str(i) for i in range(1, 6)]
+    wa, wb = (read_checkpoint(p / "checkpoints" / "latest.pt")["models"] for p in (straight, rerun))
+    assert all(torch.equal(wa[n][k], wb[n][k]) for n in wa for k in wa[n])
+    code, out = cli(*args[:-2 * (len(TINY) + len(extra) + 1)], "--checkpoint", "step_9")
+    assert code == 2 and "step_9" in out
+    code, out = cli("train", synthetic_store, "--out", tmp_path / "new", "--checkpoint", "step_2")
+    assert code == 2 and "--resume" in out
+
+
 def test_resume_accepts_a_checkpoint_from_before_a_new_config_key(synthetic_store, tmp_path):
     """Checkpoints written before a key existed (here: model.upsample) resume with that key at its default."""
     from mri_harmonic.checkpoint import latest_path
@@ -177,6 +196,21 @@ def test_resume_accepts_a_checkpoint_from_before_a_new_config_key(synthetic_stor
     assert read_checkpoint(path)["step"] == 3
     with pytest.raises(UserInputError, match="model.upsample"):  # a real change of the key is still refused
         train(synthetic_store, out, "flair2t1", tiny("max_steps=4", "model.upsample=nearest"), resume=True, progress=False)
+
+
+def test_resume_refuses_another_store_with_the_same_config(synthetic_store, tmp_path):
+    """Two stores built with one preprocessing config (same config hash) but other data: --resume must refuse."""
+    other = make_synthetic_store(tmp_path / "other", seed=1)
+    run = tmp_path / "run"
+    train(synthetic_store, run, "flair2t1", tiny("max_steps=1"), progress=False)
+    assert read_checkpoint(run / "checkpoints" / "latest.pt")["store_config_hash"] == "synthetic000"
+    with pytest.raises(UserInputError, match="fingerprint") as exc:
+        train(other, run, "flair2t1", tiny("max_steps=2"), resume=True, progress=False)
+    assert str(other) in str(exc.value) and str(synthetic_store) in str(exc.value) and "\n" not in str(exc.value)
+    moved = tmp_path / "moved"  # the same store under another path is still the same store
+    synthetic_store.rename(moved)
+    train(moved, run, "flair2t1", tiny("max_steps=2"), resume=True, progress=False)
+    assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 2
 
 
 def test_cyclegan_and_distancegan_record_their_method(synthetic_store, tmp_path):

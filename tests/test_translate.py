@@ -11,6 +11,7 @@ import torch
 from conftest import make_synthetic_store
 from mri_harmonic.config import dump_config
 from mri_harmonic.errors import UserInputError
+from mri_harmonic.data.sitk_io import keeps_locale
 from mri_harmonic.evaluation.translate import modality_from_name, translate
 
 SHAPE = (28, 30, 12)
@@ -91,6 +92,17 @@ def test_output_equals_model_on_preprocessed_slices(setup):
         assert data[i, j, k] == pytest.approx(expected[r, c], abs=1e-5)
 
 
+def test_background_is_exactly_the_inputs_own_after_resampling(setup, tmp_path):
+    """With a resampling preprocess config, the output is non-zero exactly on the input's non-zero voxels."""
+    from mri_harmonic.data.config import PreprocessConfig
+
+    root, _, run, _, volume, brain = setup
+    dump_config(PreprocessConfig(in_plane_size=32, min_brain_fraction=0.0, spacing=[2.0, 1.5, 3.0]), tmp_path / "pre.yaml")
+    out = translate(run, volume, tmp_path / "o.nii.gz", store_config=tmp_path / "pre.yaml", device="cpu")[0]
+    data = nib.load(str(out)).get_fdata()
+    assert np.array_equal(data != 0, brain)
+
+
 def test_scale_and_default_store_config(setup):
     root, store, run, _, volume, _ = setup
     a = nib.load(str(translate(run, volume, root / "o1.nii.gz", device="cpu")[0])).get_fdata()
@@ -108,6 +120,67 @@ def test_folder_form(setup):
     assert [p.relative_to(root / "folder-out").as_posix() for p in written] == [
         "BraTS2021_00001/BraTS2021_00001_flair_synthetic.nii.gz", "BraTS2021_00002/BraTS2021_00002_flair_synthetic.nii.gz"]
     assert nib.load(str(written[0])).shape == SHAPE
+
+
+def test_folder_translate_skips_unreadable_subjects(setup, tmp_path):
+    """A truncated FLAIR in the middle of a folder: every other subject is translated, the bad one is listed in
+    skipped.csv, the CLI exits 0 with a summary; only a folder where nothing can be translated is an error."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from mri_harmonic.cli import app
+
+    root, _, run, _, _, _ = setup
+    data_dir = tmp_path / "brats"
+    ids = ["BraTS2021_00001", "BraTS2021_00002", "BraTS2021_00003"]
+    for k, sid in enumerate(ids):
+        for m in ("flair", "t1"):
+            write_subject(data_dir / sid / f"{sid}_{m}.nii.gz", seed=k)
+    bad = data_dir / ids[1] / f"{ids[1]}_flair.nii.gz"
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["translate", str(run), str(data_dir), str(out), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == [ids[0], ids[2], "skipped.csv"]
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert list(skipped.columns) == ["subject", "file", "reason"]
+    assert skipped["subject"].tolist() == [ids[1]] and skipped["file"].tolist() == [str(bad)]
+    assert "truncated" in skipped["reason"][0]
+    assert "wrote 2 volume(s)" in res.output and "skipped 1 subject(s)" in res.output and ids[1] in res.output
+    # nothing readable: one-line error, and the output folder it would have created is not left behind
+    for sid in (ids[0], ids[2]):
+        f = data_dir / sid / f"{sid}_flair.nii.gz"
+        f.write_bytes(f.read_bytes()[:100])
+    with pytest.raises(UserInputError, match="no subject") as exc:
+        translate(run, data_dir, tmp_path / "none" / "out", device="cpu", progress=False)
+    assert "\n" not in str(exc.value) and not (tmp_path / "none").exists()
+
+
+def test_failed_file_translate_leaves_no_empty_folder(setup, tmp_path):
+    _, _, run, _, _, _ = setup
+    flat = tmp_path / "flat.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((20, 20), np.float32), np.eye(4)), str(flat))
+    with pytest.raises(UserInputError):
+        translate(run, flat, tmp_path / "new" / "deeper" / "o.nii.gz", device="cpu")
+    assert not (tmp_path / "new").exists()
+
+
+def test_checkpoint_choice(setup, tmp_path):
+    """--checkpoint step_N translates with that periodic checkpoint; an unknown one lists those that exist."""
+    from typer.testing import CliRunner
+
+    from mri_harmonic.cli import app
+
+    _, _, run, _, volume, _ = setup
+    a = translate(run, volume, tmp_path / "a.nii.gz", device="cpu", checkpoint="step_2")[0]
+    b = translate(run, volume, tmp_path / "b.nii.gz", device="cpu")[0]  # latest is step 2 too
+    np.testing.assert_array_equal(nib.load(str(a)).get_fdata(), nib.load(str(b)).get_fdata())
+    res = CliRunner().invoke(app, ["translate", str(run), str(volume), str(tmp_path / "c.nii.gz"), "--device", "cpu",
+                                   "--checkpoint", "step_0000002"])
+    assert res.exit_code == 0, res.output
+    with pytest.raises(UserInputError, match="step_0000002") as exc:
+        translate(run, volume, tmp_path / "d.nii.gz", device="cpu", checkpoint="step_7")
+    assert "'step_7'" in _one_line(exc)
 
 
 def test_modality_from_name():
@@ -237,3 +310,104 @@ def test_translate_agrees_with_store_slices_of_real_preprocess(tmp_path):
         for i in range(0, len(rr), max(1, len(rr) // 15)):
             v = slice_to_source_voxel(geom, int(r["slice_index"]), int(rr[i]), int(cc[i]))
             assert vol[v] == pytest.approx(y[rr[i], cc[i]], abs=1e-5)
+
+
+# ---- other formats through SimpleITK --------------------------------------------------------------------------------
+@keeps_locale  # GDCM's writer leaves the process in the C locale (ASCII text I/O for later tests)
+def _write_dicom_series(img, folder):
+    """``img`` (int16 sitk.Image) as a DICOM series, one file per axial slice, with the geometry tags GDCM reads."""
+    folder.mkdir(parents=True)
+    direction = img.GetDirection()
+    series = "1.2.826.0.1.3680043.2.1125.1." + "1"
+    for z in range(img.GetDepth()):
+        sl = img[:, :, z]
+        tags = {
+            "0008|0060": "MR", "0008|0016": "1.2.840.10008.5.1.4.1.1.4", "0020|000d": series + ".0", "0020|000e": series,
+            "0020|0013": str(z + 1), "0020|0032": "\\".join(f"{v:.6f}" for v in img.TransformIndexToPhysicalPoint((0, 0, z))),
+            "0020|0037": "\\".join(f"{v:.6f}" for v in (direction[0], direction[3], direction[6], direction[1], direction[4], direction[7])),
+            "0018|0050": f"{img.GetSpacing()[2]:.6f}", "0028|0030": f"{img.GetSpacing()[1]:.6f}\\{img.GetSpacing()[0]:.6f}",
+        }
+        for k, v in tags.items():
+            sl.SetMetaData(k, v)
+        writer = sitk.ImageFileWriter()
+        writer.KeepOriginalImageUIDOn()
+        writer.SetFileName(str(folder / f"slice{z:03d}.dcm"))
+        writer.Execute(sl)
+    return folder
+
+
+def test_nrrd_mha_and_dicom_inputs_match_the_nifti_path(setup, tmp_path):
+    """Without a training spacing to resample to, an NRRD / MHA / DICOM copy of a volume translates to exactly what
+    its NIfTI does (the orientation change is a permutation), on the input's grid, in the format asked for."""
+    _, _, run, _, volume, brain = setup
+    img = sitk.Cast(sitk.Round(sitk.ReadImage(str(volume))), sitk.sitkInt16)  # DICOM holds integers
+    nifti = tmp_path / "in_flair.nii.gz"
+    sitk.WriteImage(img, str(nifti))
+    ref = nib.load(str(translate(run, nifti, tmp_path / "ref.nii.gz", device="cpu")[0])).get_fdata()
+    inputs = {"nrrd": tmp_path / "in.nrrd", "mha": tmp_path / "in.mha"}
+    for fmt, path in inputs.items():
+        sitk.WriteImage(img, str(path))
+    inputs["dicom"] = _write_dicom_series(img, tmp_path / "dicom")
+    for fmt, path in inputs.items():
+        out_nii = translate(run, path, tmp_path / f"{fmt}.nii.gz", device="cpu")[0]
+        got = nib.load(str(out_nii))
+        np.testing.assert_allclose(got.affine, nib.load(str(nifti)).affine, atol=1e-4)
+        np.testing.assert_allclose(got.get_fdata(), ref, atol=1e-4, err_msg=fmt)
+    out = translate(run, inputs["nrrd"], tmp_path / "same-format.nrrd", device="cpu")[0]
+    back = sitk.ReadImage(str(out))
+    assert back.GetSize() == img.GetSize() and np.allclose(back.GetSpacing(), img.GetSpacing())
+    np.testing.assert_allclose(sitk.GetArrayFromImage(back).transpose(2, 1, 0), ref, atol=1e-4)
+    assert np.array_equal(ref != 0, brain)
+
+
+def test_sitk_input_is_resampled_to_the_training_spacing_and_back(setup, tmp_path):
+    """An oblique-free but permuted, finely sampled NRRD: resampled to the run's spacing, translated, resampled back
+    onto its own grid; 0 exactly outside its own brain, translated values inside, close to the NIfTI path's."""
+    from mri_harmonic.data.config import PreprocessConfig
+
+    _, _, run, _, _, _ = setup
+    shape = (40, 36, 30)  # (x, y, z) voxels of 0.6 x 0.8 x 1.0 mm, axes stored as P, I, L
+    ii, jj, kk = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
+    c = [s / 2 for s in shape]
+    inside = sum(((a - ci) / (s * 0.42)) ** 2 for a, ci, s in zip((ii, jj, kk), c, shape)) < 1
+    arr = np.where(inside, 100 + 40 * np.sin(ii / 4.0), 0).astype(np.float32)
+    img = sitk.GetImageFromArray(arr.transpose(2, 1, 0))
+    img.SetSpacing((0.6, 0.8, 1.0))
+    img.SetDirection((0, 0, 1, 1, 0, 0, 0, -1, 0))
+    img.SetOrigin((-10.0, 5.0, 20.0))
+    path = tmp_path / "scan.nrrd"
+    sitk.WriteImage(img, str(path))
+    pre = tmp_path / "pre.yaml"
+    dump_config(PreprocessConfig(in_plane_size=32, min_brain_fraction=0.0, spacing=[1.2, 1.2, 1.5]), pre)
+    out = translate(run, path, tmp_path / "scan_t1.nii.gz", store_config=pre, device="cpu")[0]
+    got = sitk.ReadImage(str(out))
+    assert got.GetSize() == img.GetSize()
+    np.testing.assert_allclose(got.GetDirection(), img.GetDirection(), atol=1e-6)
+    np.testing.assert_allclose(got.GetOrigin(), img.GetOrigin(), atol=1e-4)
+    data = sitk.GetArrayFromImage(got).transpose(2, 1, 0)
+    assert np.all(data[~inside] == 0) and (data[inside] != 0).mean() > 0.99
+    nifti = tmp_path / "scan_flair.nii.gz"  # the same volume through the NIfTI path (MONAI resampling)
+    sitk.WriteImage(img, str(nifti))
+    ref = nib.load(str(translate(run, nifti, tmp_path / "ref.nii.gz", store_config=pre, device="cpu")[0])).get_fdata()
+    core = ndimage_erode(inside, 3)
+    assert np.abs(data[core] - ref[core]).mean() < 0.05
+
+
+def ndimage_erode(mask, n):
+    from scipy import ndimage
+
+    return ndimage.binary_erosion(mask, iterations=n)
+
+
+def test_unreadable_sitk_inputs_are_one_line(setup, tmp_path):
+    _, _, run, _, volume, _ = setup
+    bad = tmp_path / "bad.nrrd"
+    bad.write_text("NRRD0004\ntype: float\ndimension: 3\n")
+    with pytest.raises(UserInputError, match="bad.nrrd") as exc:
+        translate(run, bad, tmp_path / "o.nii.gz", device="cpu")
+    _one_line(exc)
+    good = tmp_path / "ok.mha"
+    sitk.WriteImage(sitk.ReadImage(str(volume)), str(good))
+    with pytest.raises(UserInputError, match="must end in"):
+        translate(run, good, tmp_path / "o.png", device="cpu")
+    assert not (tmp_path / "o.nii.gz").exists()

@@ -20,6 +20,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: flags without a '<bool>' type column
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 _COMMAND_MODULES = ("phantom", "data", "train", "evaluate", "reader_study")
@@ -35,8 +37,19 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from mri_harmonic import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_print_version,
+                                 help="Print the package version and exit."),
+) -> None:
     """HarmonicGAN FLAIR <-> T1 translation for brain MRI."""
 
 

@@ -26,7 +26,7 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 def register(app: typer.Typer) -> None:
     @app.command("phantom")
     def phantom(
-        out: Path = typer.Argument(..., help="Output folder (created; a partly written one is resumed)."),
+        out: Path = typer.Argument(..., metavar="OUT", help="Output folder (created; a partly written one is resumed)."),
         subjects: int = typer.Option(4, "--subjects", "-n", help="Number of subjects (>= 1)."),
         seed: int = typer.Option(0, "--seed", help="Random seed; subject i draws from the seed sequence (seed, i)."),
         shape: str = typer.Option("240,240,155", "--shape", help="Grid X,Y,Z; smaller grids use larger voxels."),

@@ -23,7 +23,8 @@ reader_study_app = typer.Typer(
 @reader_study_app.command("score")
 def score(
     answers: List[Path] = typer.Argument(
-        ..., help="Answer CSVs saved from sheet.html (or a filled answers_template.csv)."
+        ..., metavar="ANSWERS",
+        help="Answer CSVs saved from sheet.html (reader_answers_NAME.csv) or a filled answers_template.csv."
     ),
     key: Path = typer.Option(..., "--key", help="The study's key.csv (written next to sheet.html)."),
     out: Path = typer.Option(..., "--out", help="Folder for reader_study_scores.csv and reader_study_scores.md."),

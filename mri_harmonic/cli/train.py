@@ -19,7 +19,7 @@ EXIT_TIME_BUDGET = 3
 
 
 def train_command(
-    store: Path = typer.Argument(..., help="Slice store built by `mri-harmonic preprocess`."),
+    store: Path = typer.Argument(..., metavar="STORE", help="Slice store built by `mri-harmonic preprocess`."),
     direction: str = typer.Option("flair2t1", "--direction", "-d",
                                   help="flair2t1 (domain A = flair) or t12flair (A = t1); both generators train."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (e.g. runs/NAME); created if missing."),
@@ -31,6 +31,8 @@ def train_command(
         False, "--allow-world-size-change",
         help="With --resume: accept another number of processes than the checkpoint's (changes the global batch, "
              "the epoch length and the image pools; the run says what changes)."),
+    checkpoint: str = typer.Option("latest", "--checkpoint",
+                                   help="With --resume: continue from this checkpoint instead (step_N or a .pt path)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the tqdm progress bar."),
 ) -> None:
     """Train HarmonicGAN (or CycleGAN / DistanceGAN via loss.method) on a slice store.
@@ -44,10 +46,14 @@ def train_command(
     from mri_harmonic.training.distributed import env_dist_info
     from mri_harmonic.training.trainer import domains_for, resolve_config, train
 
+    from mri_harmonic.errors import UserInputError
+
     domains_for(direction)
-    cfg = resolve_config(out, config, set_, resume)
+    if checkpoint != "latest" and not resume:
+        raise UserInputError(f"--checkpoint {checkpoint} chooses where a run resumes; add --resume")
+    cfg = resolve_config(out, config, set_, resume, checkpoint)
     try:
-        summary = train(store, out, direction, cfg, resume=resume, progress=progress,
+        summary = train(store, out, direction, cfg, resume=resume, progress=progress, checkpoint=checkpoint,
                         allow_world_size_change=allow_world_size_change)
     except KeyboardInterrupt:
         typer.echo(f"interrupted by a second Ctrl-C; {_saved(out)}", err=True)

@@ -35,6 +35,7 @@ class PreparedVolume:
     slices: np.ndarray  # (Z, H, W) float32 in [0, 1]: every axial slice, processed exactly as preprocess does
     mask: np.ndarray  # (Z, H, W) bool brain mask
     geometry: dict  # as stored per subject in subjects.json
+    source_mask: np.ndarray | None = None  # (X, Y, Z) bool: the input's own brain (non-zero voxels) on its own grid
 
 
 def case_geometry(case: Any, chain_geometry: dict) -> dict:
@@ -60,7 +61,7 @@ def prepare_volume(path: str | os.PathLike, config: Any, modality: str = "flair"
 
     from mri_harmonic.data.config import MODALITIES
     from mri_harmonic.data.layouts import MSD_CHANNELS, Case, Source, nifti_stem
-    from mri_harmonic.data.transforms import run_chain
+    from mri_harmonic.data.transforms import SOURCE_MASK, run_chain
 
     path = Path(path)
     if modality not in MODALITIES:
@@ -75,10 +76,12 @@ def prepare_volume(path: str | os.PathLike, config: Any, modality: str = "flair"
         raise UserInputError(f"{path}: has {ndim} dimensions; expected a 3-D volume (or a 4-D MSD file)")
     source = Source(path, MSD_CHANNELS[modality] if ndim == 4 else None)
     case = Case(nifti_stem(path.name), {modality: source}, None, "brats2021", path.parent)
-    data = run_chain(case, config, [modality], with_seg=False)
+    data = run_chain(case, config, [modality], with_seg=False, keep_source_mask=True)
     geometry = case_geometry(case, data["geometry"])
     geometry["kept_slices"] = list(range(data[modality].shape[0]))
-    return PreparedVolume(slices=data[modality], mask=data["mask"].astype(bool), geometry=geometry)
+    src = data[SOURCE_MASK]
+    source_mask = np.asarray(src.as_tensor() if hasattr(src, "as_tensor") else src)[0] > 0.5
+    return PreparedVolume(slices=data[modality], mask=data["mask"].astype(bool), geometry=geometry, source_mask=source_mask)
 
 
 def _source_to_model(geometry: dict) -> np.ndarray:
@@ -130,14 +133,23 @@ def _resample_to_source(model: np.ndarray, geometry: dict, order: int) -> np.nda
     return ndimage.affine_transform(model, rot, offset=offset, output_shape=src_shape, order=order, mode="constant", cval=0.0)
 
 
-def restore_volume(slices: np.ndarray, geometry: dict, mask: np.ndarray | None = None) -> np.ndarray:
+def restore_volume(slices: np.ndarray, geometry: dict, mask: np.ndarray | None = None,
+                   source_mask: np.ndarray | None = None) -> np.ndarray:
     """Model-space slices ``(Z, H, W)`` -> float32 volume on the source voxel grid and orientation.
 
     Exact (pure re-indexing) when the store was built without ``spacing``; trilinear resampling otherwise.
     Zero outside the crop window and, when ``mask`` (model-space ``(Z, H, W)`` bool, e.g.
     :attr:`PreparedVolume.mask`) is given, outside the brain (values outside it are dropped before resampling and
     the mask, resampled by nearest neighbour, is applied after).
+
+    With ``source_mask`` (the input's own brain on the source grid, :attr:`PreparedVolume.source_mask`) the
+    background is exactly that mask's: 0 outside it, and a translated value at every voxel inside it. Values are
+    resampled as ``R(v·m) / R(m)`` (normalised interpolation over the model brain ``m``, so the background's zeros
+    do not darken the brain's edge); the few brain voxels no model brain voxel reaches (its edge after resampling,
+    or beyond the crop window) take their nearest neighbours' values.
     """
+    if source_mask is not None:
+        return _restore_on_source_mask(slices, geometry, mask, np.asarray(source_mask, dtype=bool))
     vals = np.asarray(slices, dtype=np.float32)
     if mask is not None:
         vals = np.where(np.asarray(mask, dtype=bool), vals, np.float32(0))
@@ -146,6 +158,47 @@ def restore_volume(slices: np.ndarray, geometry: dict, mask: np.ndarray | None =
         src_mask = _resample_to_source(_model_volume(np.asarray(mask, dtype=np.float32), geometry), geometry, order=0)
         out = np.where(src_mask > 0.5, out, np.float32(0))
     return out
+
+
+def _restore_on_source_mask(slices: np.ndarray, geometry: dict, mask: np.ndarray | None, source_mask: np.ndarray) -> np.ndarray:
+    vals = np.asarray(slices, dtype=np.float32)
+    m = np.ones(vals.shape, dtype=np.float32) if mask is None else np.asarray(mask, dtype=np.float32)
+    num = _resample_to_source(_model_volume(vals * m, geometry), geometry, order=1).astype(np.float32, copy=False)
+    den = _resample_to_source(_model_volume(m, geometry), geometry, order=1).astype(np.float32, copy=False)
+    if tuple(num.shape) != tuple(source_mask.shape):
+        raise ValueError(f"source_mask has shape {tuple(source_mask.shape)}, the source grid is {tuple(num.shape)}")
+    valid = den > 1e-3
+    out = np.zeros(num.shape, dtype=np.float32)
+    np.divide(num, den, out=out, where=valid)
+    need = source_mask & ~valid
+    if need.any():
+        fill_nearest(out, valid, need)
+    out[~source_mask] = 0.0
+    return out
+
+
+def fill_nearest(out: np.ndarray, valid: np.ndarray, need: np.ndarray) -> None:
+    """Give each ``need`` voxel of ``out`` the value of its nearest ``valid`` voxel (in place). The EDT runs on the
+    bounding box of ``need`` grown until it holds valid voxels, so its cost follows the few voxels to fill."""
+    from scipy import ndimage
+
+    idx = np.nonzero(need)
+    lo = np.array([i.min() for i in idx])
+    hi = np.array([i.max() + 1 for i in idx])
+    shape = np.array(out.shape)
+    grow = 2
+    while True:
+        a, b = np.maximum(lo - grow, 0), np.minimum(hi + grow, shape)
+        box = tuple(slice(int(x), int(y)) for x, y in zip(a, b))
+        if valid[box].any() or (a == 0).all() and (b == shape).all():
+            break
+        grow *= 2
+    sub_valid = valid[box]
+    if not sub_valid.any():
+        return  # nothing translated anywhere: the volume stays zero
+    near = ndimage.distance_transform_edt(~sub_valid, return_distances=False, return_indices=True)
+    sub_out, sub_need = out[box], need[box]
+    sub_out[sub_need] = sub_out[tuple(n[sub_need] for n in near)]
 
 
 def slice_to_source_voxel(geometry: dict, slice_index: int, row: int, col: int) -> tuple[int, int, int]:

@@ -13,7 +13,9 @@ Understood layouts (facts from /work/shared/brats-conventions.md; the organisers
   necrotic, 3 enhancing. Hidden AppleDouble files (``._BRATS_001.nii.gz``) are skipped, as is every name starting
   with ``.``.
 
-Files are matched by modality suffix within each folder, never by a year's pattern. Every case's labels are later
+Files are matched by modality suffix within each folder, never by a year's pattern. A case may also hold its
+modalities as NRRD or MetaImage files with the same names (``<case>_flair.nrrd``, ``<case>-t2f.mha``); they are
+read through SimpleITK (:mod:`mri_harmonic.data.sitk_io`). Every case's labels are later
 mapped to the BraTS 2018-2021 convention with :data:`LABEL_MAPS`.
 """
 
@@ -48,7 +50,9 @@ LAYOUTS_UNDERSTOOD = (
     "MSD Task01_BrainTumour (imagesTr/*.nii.gz 4-D + labelsTr/)"
 )
 
-_TOKEN_RE = re.compile(r"^(?P<stem>.+)[_-](?P<tok>flair|t1ce|t1|t2|t2f|t1n|t1c|t2w|seg)\.nii(?:\.gz)?$", re.IGNORECASE)
+#: file endings of one-file-per-modality volumes: NIfTI, and NRRD / MetaImage (read through SimpleITK)
+VOLUME_SUFFIX = r"\.(?:nii(?:\.gz)?|nrrd|nhdr|mha|mhd)"
+_TOKEN_RE = re.compile(rf"^(?P<stem>.+)[_-](?P<tok>flair|t1ce|t1|t2|t2f|t1n|t1c|t2w|seg){VOLUME_SUFFIX}$", re.IGNORECASE)
 
 
 def modality_from_name(path: str | os.PathLike) -> str | None:
@@ -95,19 +99,25 @@ def is_nifti(name: str) -> bool:
     return low.endswith(".nii") or low.endswith(".nii.gz")
 
 
+def is_volume_file(name: str) -> bool:
+    """NIfTI, NRRD or MetaImage header (the files a case may hold, one per modality)."""
+    return re.search(rf"{VOLUME_SUFFIX}$", name, flags=re.IGNORECASE) is not None
+
+
 def nifti_stem(name: str) -> str:
     return re.sub(r"\.nii(\.gz)?$", "", name, flags=re.IGNORECASE)
 
 
 def _walk(data_dir: Path) -> tuple[list[Path], int]:
-    """All non-hidden NIfTI files under ``data_dir`` (sorted) and the count of other non-hidden files."""
+    """All non-hidden volume files (NIfTI, NRRD, MetaImage) under ``data_dir`` (sorted) and the count of other
+    non-hidden files."""
     found, others = [], 0
     for root, dirs, files in os.walk(data_dir, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for f in sorted(files):
             if f.startswith("."):
                 continue
-            if is_nifti(f):
+            if is_volume_file(f):
                 found.append(Path(root) / f)
             else:
                 others += 1
@@ -147,7 +157,7 @@ def discover(data_dir: str | os.PathLike) -> list[Case]:
 
     # --- MSD: imagesTr / imagesTs with labels in the sibling labelsTr / labelsTs
     for f in files:
-        if f.parent.name in ("imagesTr", "imagesTs"):
+        if f.parent.name in ("imagesTr", "imagesTs") and is_nifti(f.name):
             task_dir = f.parent.parent
             channels = _msd_channels(task_dir)
             label = task_dir / f.parent.name.replace("images", "labels") / f.name

@@ -1,10 +1,11 @@
 """BraTS / MSD NIfTI folder -> slice store: :func:`preprocess` (``mri-harmonic preprocess``).
 
-Steps: :func:`~mri_harmonic.data.layouts.discover` the cases; assign each SUBJECT a split (seeded, before any
-slicing, so no subject's neighbouring slices leak across splits) and a balanced ``half`` (0/1) for unpaired
-training; run the shared transform chain (:func:`mri_harmonic.data.transforms.build_transforms`) on every subject
-in parallel; keep axial slices whose brain covers at least ``min_brain_fraction`` of the slice; write the store
-with :func:`~mri_harmonic.data.store.write_store`.
+Steps: :func:`~mri_harmonic.data.layouts.discover` the cases; run the shared transform chain
+(:func:`mri_harmonic.data.transforms.build_transforms`) on every subject in parallel; keep axial slices whose brain
+covers at least ``min_brain_fraction`` of the slice; assign each SURVIVING subject a split (seeded, by subject, so
+no subject's neighbouring slices leak across splits) and a balanced ``half`` (0/1) for unpaired training; write the
+store with :func:`~mri_harmonic.data.store.write_store`. A split that ``split_fractions`` asks for but that would
+be empty (too few subjects survived) is a one-line error; the finished subjects are kept for the rerun.
 
 Bad input never stops the run silently or loses work: a subject with a missing modality, a corrupt or truncated
 file, modalities on different grids, an all-zero image or NaNs is skipped with a one-line reason (listed in the
@@ -13,7 +14,8 @@ summary and ``skipped.csv``); with ``strict=True`` the first one stops the run w
 Resume: every finished subject is saved atomically under ``STORE.partial/`` (arrays ``subjects/<id>.npz`` and
 ``subjects/<id>.json``, the json written last, with the source files' sizes and modification times). Run the same
 command again after a crash and only the missing subjects are processed. The partial folder records the config
-hash and data folder; another config there is an error unless ``overwrite``. The final store is built in a
+hash (of the settings that shape the arrays: the split keys are left out, as splits are assigned at the end) and
+data folder; another config there is an error unless ``overwrite``. The final store is built in a
 temporary folder and renamed into place, then the partial folder is removed. A complete store built with the same
 config from the same folder is left as it is ("already up to date"; pass ``overwrite`` to rebuild it after the
 data changed); one built with another config is replaced only with ``overwrite``.
@@ -21,11 +23,13 @@ data changed); one built with another config is replaced only with ``overwrite``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
 import shutil
 import time
+from dataclasses import replace
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable
@@ -37,7 +41,7 @@ from mri_harmonic.config import config_hash, dump_config, to_dict
 from mri_harmonic.data.config import SPLIT_NAMES, PreprocessConfig
 from mri_harmonic.data.layouts import Case, discover
 from mri_harmonic.errors import UserInputError
-from mri_harmonic.utils.io import atomic_write_json, ensure_writable_dir
+from mri_harmonic.utils.io import atomic_write_json, ensure_writable_dir, remove_stale_temporaries
 
 PARTIAL_SUFFIX = ".partial"
 #: stores up to this size are concatenated in RAM before writing; larger ones through memory-mapped files
@@ -65,6 +69,33 @@ def split_counts(n: int, fractions: list[float]) -> list[int]:
                 counts[int(np.argmax(counts))] -= 1
                 counts[i] = 1
     return counts.tolist()
+
+
+#: split recorded by a worker; the real one is assigned once every subject is done (over the survivors)
+UNASSIGNED = "unassigned"
+SPLIT_KEYS = ("split_fractions", "split_seed", "seed", "unpaired_halves")
+
+
+def work_hash(config: PreprocessConfig) -> str:
+    """Hash of the settings that shape a subject's arrays (the config without :data:`SPLIT_KEYS`): the resume
+    folder is keyed by it, so a rerun with other split fractions reuses every finished subject."""
+    defaults = PreprocessConfig()
+    return config_hash(replace(config, **{k: getattr(defaults, k) for k in SPLIT_KEYS}))
+
+
+def _require_splits(assignment: dict[str, tuple[str, int]], config: PreprocessConfig, found: int, skipped: int) -> None:
+    """One-line error when a split with a positive fraction got no subject."""
+    counts = {s: sum(1 for split, _ in assignment.values() if split == s) for s in SPLIT_NAMES}
+    empty = [s for s, f in zip(SPLIT_NAMES, config.split_fractions) if f > 0 and counts[s] == 0]
+    if empty:
+        have = ", ".join(f"{s} {counts[s]}" for s in SPLIT_NAMES)
+        zeroed = [0 if s in empty else f for s, f in zip(SPLIT_NAMES, config.split_fractions)]
+        zeroed[0] += 1 - sum(zeroed)
+        raise UserInputError(
+            f"{'splits' if len(empty) > 1 else 'split'} {' and '.join(empty)} would be empty: {len(assignment)} of {found} subjects survived ({skipped} "
+            f"skipped), split_fractions {config.split_fractions} gives {have}; add subjects, or rerun with --set "
+            f"split_fractions=[{', '.join(f'{v:g}' for v in zeroed)}] (finished subjects are reused)"
+        )
 
 
 def assign_splits(subjects: list[str], config: PreprocessConfig) -> dict[str, tuple[str, int]]:
@@ -160,10 +191,44 @@ def _write_json_scratch(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int | None = None) -> None:
+    """Worker set-up: one torch thread, and the worker ends with its parent (``parent``: its pid), even when the
+    parent is killed (SIGKILL): Linux's ``PR_SET_PDEATHSIG`` sends it SIGTERM, and elsewhere a watchdog thread
+    exits once the parent is gone."""
+    import threading
+
     import torch
 
     torch.set_num_threads(1)
+    if parent is None:
+        return
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent handles it
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler (inherited through fork)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate a pool's worker processes now (an interrupted run must not wait for their current subjects)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            proc.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -209,6 +274,8 @@ def _open_partial(partial: Path, chash: str, data_key: str, config: PreprocessCo
         except (OSError, json.JSONDecodeError):
             state = {}
         if state.get("config_hash") == chash and state.get("data_dir") == data_key:
+            for tmp in (partial / "subjects").glob(".*.tmp*"):  # files a killed worker was writing
+                tmp.unlink(missing_ok=True)
             return
         if not overwrite:
             raise UserInputError(
@@ -307,6 +374,18 @@ def preprocess(
         subject/path/reason), ``splits`` {split: {subjects, slices}}, ``seconds``, ``subjects_per_second``,
         ``config_hash``, ``store``.
     """
+    partial = partial_dir_for(store_dir)
+    try:
+        return _preprocess(data_dir, store_dir, config, workers, strict, progress, overwrite, on_subject_done)
+    except BaseException:
+        # a failed or interrupted run keeps what can be resumed; a resume folder with no finished subject goes
+        with contextlib.suppress(OSError):
+            if partial.is_dir() and not any((partial / "subjects").glob("*.json")):
+                shutil.rmtree(partial)
+        raise
+
+
+def _preprocess(data_dir, store_dir, config, workers, strict, progress, overwrite, on_subject_done) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
@@ -321,17 +400,16 @@ def preprocess(
         return {**meta.get("summary", {}), "status": "up_to_date", "store": str(store_dir), "config_hash": chash,
                 "seconds": round(time.perf_counter() - t0, 3)}
     ensure_writable_dir(store_dir.parent, "STORE's parent folder")
+    remove_stale_temporaries(store_dir)  # what a killed run left of its final write
     cases = discover(data_dir)
-    assignment = assign_splits([c.subject for c in cases], config)
     partial = partial_dir_for(store_dir)
-    _open_partial(partial, chash, data_key, config, overwrite)
+    _open_partial(partial, work_hash(config), data_key, config, overwrite)
 
     metas: dict[str, dict] = {}
     todo: list[Case] = []
     for case in cases:
         done = _finished(partial, case)
-        if done is not None:  # arrays do not depend on the split; a changed case list may move a subject
-            done["geometry"]["split"], done["geometry"]["half"] = assignment[case.subject]
+        if done is not None:  # arrays do not depend on the split, which is assigned at the end
             metas[case.subject] = done
         else:
             todo.append(case)
@@ -340,8 +418,7 @@ def preprocess(
 
     def handle(result: dict) -> None:
         if result["status"] == "ok":
-            metas[result["subject"]] = meta = json.loads(_subject_files(partial, result["subject"])[1].read_text())
-            meta["geometry"]["split"], meta["geometry"]["half"] = assignment[result["subject"]]
+            metas[result["subject"]] = json.loads(_subject_files(partial, result["subject"])[1].read_text())
         else:
             if strict:
                 raise UserInputError(
@@ -359,20 +436,22 @@ def preprocess(
         bar = tqdm(total=len(todo), desc="preprocess", unit="subject", disable=not progress)
         try:
             for case in todo:
-                split, half = assignment[case.subject]
-                handle(process_subject(case, config, split, half, partial))
+                handle(process_subject(case, config, UNASSIGNED, 0, partial))
                 bar.update()
         finally:
             bar.close()
     else:
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-        pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker)
+        pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
         try:
-            futures = [pool.submit(process_subject, c, config, *assignment[c.subject], partial) for c in todo]
+            futures = [pool.submit(process_subject, c, config, UNASSIGNED, 0, partial) for c in todo]
             with tqdm(total=len(todo), desc="preprocess", unit="subject", disable=not progress) as bar:
                 for fut in as_completed(futures):
                     handle(fut.result())
                     bar.update()
+        except BaseException:
+            _stop_workers(pool)
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     work_seconds = time.perf_counter() - t_work
@@ -380,6 +459,10 @@ def preprocess(
     if not metas:
         reasons = "; ".join(f"{s['subject']}: {s['path']}: {s['reason']}" for s in skipped[:3])
         raise UserInputError(f"no subject under {data_dir} could be preprocessed ({len(skipped)} skipped: {reasons})")
+    assignment = assign_splits(list(metas), config)
+    _require_splits(assignment, config, len(cases), len(skipped))
+    for subject, meta in metas.items():
+        meta["geometry"]["split"], meta["geometry"]["half"] = assignment[subject]
     arrays, manifest, subjects = _assemble(partial, metas, config)
     splits = {
         s: {"subjects": int(sum(1 for g in subjects.values() if g["split"] == s)), "slices": int((manifest["split"] == s).sum())}

@@ -3,8 +3,9 @@
 Layout of a store folder (format version 1)::
 
     STORE/
-      store.json              meta: format, version, complete, config_hash, package_version, created, modalities,
-                              image_size [H, W], dtype, splits {name: {n_slices, n_subjects}}, unpaired_halves
+      store.json              meta: format, version, complete, config_hash, store_id (random, one per build),
+                              package_version, created, modalities, image_size [H, W], dtype,
+                              splits {name: {n_slices, n_subjects}}, unpaired_halves
       config.yaml             the resolved PreprocessConfig it was built with
       manifest.csv            one row per slice: split, row, subject, slice_index, brain_fraction, tumour_fraction, half
       subjects.json           per subject: split, half, sources, geometry (see below)
@@ -18,14 +19,17 @@ resampled) volume; ``subjects.json`` holds the per-subject geometry needed to ma
 ``half`` (0 or 1) is a seeded per-subject coin used to give the two domains disjoint subjects during training.
 
 A store is written under a temporary name and renamed into place when complete (:func:`write_store`), so a
-reader never sees a half-written store.
+reader never sees a half-written store. :attr:`SliceStore.fingerprint` identifies a store's content (its
+``store_id``, manifest and array headers): a run records it and ``--resume`` refuses any other store.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
+import uuid
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
@@ -103,6 +107,7 @@ def write_store(
             "version": FORMAT_VERSION,
             "complete": True,
             "config_hash": config_hash,
+            "store_id": uuid.uuid4().hex,
             "package_version": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "modalities": list(modalities),
@@ -113,6 +118,23 @@ def write_store(
         }
         (tmp / "store.json").write_text(json.dumps(meta, indent=2, default=json_default) + "\n")
     return path
+
+
+def _looks_like_data(path: Path, depth: int = 3, budget: int = 5000) -> bool:
+    """Whether ``path`` holds medical images up to ``depth`` folders down (BraTS 2019 nests HGG/<case>/<file>): a
+    data folder, not a store. Stops at the first image or after ``budget`` entries."""
+    suffixes = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd", ".dcm")
+    base = len(path.parts)
+    seen = 0
+    for root, dirs, files in os.walk(path):
+        if len(Path(root).parts) - base >= depth:
+            dirs[:] = []
+        if any(f.lower().endswith(suffixes) for f in files):
+            return True
+        seen += len(files) + len(dirs)
+        if seen > budget:
+            return False
+    return False
 
 
 class SliceStore:
@@ -126,6 +148,12 @@ class SliceStore:
         self.path = Path(path)
         meta_file = self.path / "store.json"
         if not meta_file.is_file():
+            if _looks_like_data(self.path):  # a data folder given where its store belongs: suggest a store beside it
+                store = self.path.with_name(f"{self.path.name or 'data'}-store")
+                raise UserInputError(
+                    f"{self.path} holds images, not a slice store (no store.json); build a store from it first: "
+                    f"`mri-harmonic preprocess {self.path} {store}`, then pass {store}"
+                )
             raise UserInputError(
                 f"{self.path} is not a slice store (no store.json); build one with `mri-harmonic preprocess DATA_DIR {self.path}`"
             )
@@ -157,6 +185,24 @@ class SliceStore:
     @property
     def config_hash(self) -> str:
         return self.meta["config_hash"]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """16 hex digits identifying this store's content: a hash of its ``store_id`` (new at every build), its
+        manifest and the header (dtype, shape) of every array. Independent of where the store lies; cheap (no
+        array data is read)."""
+        h = hashlib.sha256(str(self.meta.get("store_id", "")).encode())
+        h.update((self.path / "manifest.csv").read_bytes())
+        for split in sorted(self.meta["splits"]):
+            for name in [*self.modalities, *EXTRA_ARRAYS]:
+                npy = self.path / split / f"{name}.npy"
+                if npy.is_file():
+                    with open(npy, "rb") as fh:
+                        major, _ = np.lib.format.read_magic(fh)
+                        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                        shape, fortran, dtype = read(fh)
+                    h.update(f"{split}/{name}:{dtype.str}:{shape}:{fortran};".encode())
+        return h.hexdigest()[:16]
 
     @property
     def unpaired_halves(self) -> bool:

@@ -22,6 +22,8 @@ Slice orientation: axial slice ``z`` of the RAS volume ``V`` (shape X, Y, Z) is 
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
@@ -36,10 +38,12 @@ from monai.transforms import (
     Transform,
 )
 
-from mri_harmonic.data.layouts import LABEL_MAPS
+from mri_harmonic.data.layouts import LABEL_MAPS, is_nifti
 from mri_harmonic.errors import UserInputError
 
 SEG, MASK, IMAGE4D, GEOMETRY = "seg", "mask", "image4d", "geometry"
+#: the brain mask on the source grid, before reorientation and resampling (kept only when asked: translation)
+SOURCE_MASK = "source_mask"
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 #: absolute tolerance (mm) for two modalities' affines to count as the same grid; BraTS 2023 labels carry only a
 #: qform (quaternion, float32), so their affine differs from the images' sform by rounding (~1e-5 mm).
@@ -268,13 +272,15 @@ class ToArraysd(MapTransform):
 class BrainMaskd(MapTransform):
     """``data["mask"]`` = :func:`brain_mask` of the images under ``keys``."""
 
-    def __init__(self, keys: Sequence[str], mask_key: str = MASK):
+    def __init__(self, keys: Sequence[str], mask_key: str = MASK, source_key: str | None = None):
         super().__init__(keys)
-        self.mask_key = mask_key
+        self.mask_key, self.source_key = mask_key, source_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         d[self.mask_key] = brain_mask([d[k] for k in self.key_iterator(d)])
+        if self.source_key is not None:  # the same tensor; the later steps make new ones and leave it as it is
+            d[self.source_key] = d[self.mask_key]
         return d
 
 
@@ -358,6 +364,7 @@ def build_transforms(
     with_seg: bool,
     label_convention: str = "brats2021",
     msd_channels: Mapping[str, int] | None = None,
+    keep_source_mask: bool = False,
 ) -> Compose:
     """The preprocessing chain for one subject (see the module docstring).
 
@@ -367,6 +374,8 @@ def build_transforms(
         with_seg: also load, resample (nearest neighbour) and convert ``seg``.
         label_convention: how ``seg`` is labelled (a key of :data:`~mri_harmonic.data.layouts.LABEL_MAPS`).
         msd_channels: modality -> channel of the 4-D ``image4d`` file (MSD), or None for one file per modality.
+        keep_source_mask: also return the brain mask on the source grid under :data:`SOURCE_MASK` (a ``(1, X, Y,
+            Z)`` tensor), for restoring a translation onto exactly the input's own brain.
 
     Input dict: ``{modality: path, ...}`` (or ``{"image4d": path}``) plus ``{"seg": path}``.
     Output dict: modalities as float32 ``(Z, S, S)`` in [0, 1], ``mask`` bool, ``seg`` uint8 (BraTS 2021 labels),
@@ -387,7 +396,7 @@ def build_transforms(
     else:
         chain += [LoadImaged(keys, reader="NibabelReader", image_only=True, dtype=np.float32), EnsureChannelFirstd(keys, channel_dim="no_channel")]
     spatial = keys + [MASK]
-    chain += [ValidateVolumesd(keys), BrainMaskd(images), Orientationd(spatial, axcodes="RAS", labels=RAS_LABELS)]
+    chain += [ValidateVolumesd(keys), BrainMaskd(images, source_key=SOURCE_MASK if keep_source_mask else None), Orientationd(spatial, axcodes="RAS", labels=RAS_LABELS)]
     if config.spacing is not None:  # images trilinear; labels and the brain mask nearest neighbour
         modes = ["bilinear"] * len(images) + (["nearest"] if with_seg else []) + ["nearest"]
         chain.append(Spacingd(spatial, pixdim=list(config.spacing), mode=modes))
@@ -415,10 +424,25 @@ class BadSubjectError(UserInputError):
 def _read_fully(path: Any) -> None:
     import nibabel as nib
 
+    if not is_nifti(Path(path).name):
+        import SimpleITK as sitk
+
+        sitk.ReadImage(str(path))
+        return
     np.asanyarray(nib.load(str(path)).dataobj)
 
 
-def run_chain(case: Any, config: Any, modalities: Sequence[str] | None = None, *, with_seg: bool = True) -> dict:
+def as_nifti(path: Any, folder: Any, key: str) -> Path:
+    """A NIfTI copy of a volume SimpleITK reads (its writer keeps the voxel grid and maps LPS to the NIfTI affine)."""
+    import SimpleITK as sitk
+
+    out = Path(folder) / f"{key}.nii"
+    sitk.WriteImage(sitk.ReadImage(str(path)), str(out))
+    return out
+
+
+def run_chain(case: Any, config: Any, modalities: Sequence[str] | None = None, *, with_seg: bool = True,
+              keep_source_mask: bool = False) -> dict:
     """Run :func:`build_transforms` on ``case`` (a :class:`~mri_harmonic.data.layouts.Case`).
 
     Raises :class:`BadSubjectError` naming the file for a missing modality, an unreadable (corrupt, truncated)
@@ -458,9 +482,12 @@ def run_chain(case: Any, config: Any, modalities: Sequence[str] | None = None, *
         inputs[SEG] = str(case.seg)
         paths[SEG] = case.seg
     chain = build_transforms(config, mods, with_seg=with_seg, label_convention=case.label_convention,
-                             msd_channels=channels if msd else None)
+                             msd_channels=channels if msd else None, keep_source_mask=keep_source_mask)
     try:
-        return chain(inputs)
+        if all(is_nifti(Path(p).name) for p in inputs.values()):
+            return chain(inputs)
+        with tempfile.TemporaryDirectory(prefix="mri-harmonic-") as tmp:  # NRRD / MHA: same grid, as NIfTI
+            return chain({k: v if is_nifti(Path(v).name) else str(as_nifti(v, tmp, k)) for k, v in inputs.items()})
     except Exception as exc:  # map to the file at fault; a bug (no bad file found) propagates unchanged
         bad = find_bad_volume(exc)
         if bad is not None:
@@ -471,7 +498,8 @@ def run_chain(case: Any, config: Any, modalities: Sequence[str] | None = None, *
             except Exception as read_exc:  # noqa: BLE001 - any reader failure means the file is unusable
                 detail = " ".join(str(read_exc).split())[:160] or type(read_exc).__name__
                 raise BadSubjectError(
-                    case.subject, path, f"cannot be read as NIfTI ({type(read_exc).__name__}: {detail}); the file is "
+                    case.subject, path, f"cannot be read{' as NIfTI' if is_nifti(Path(path).name) else ''} "
+                    f"({type(read_exc).__name__}: {detail}); the file is "
                     "corrupt or truncated: re-download or re-export it, or remove the subject",
                 ) from None
         raise

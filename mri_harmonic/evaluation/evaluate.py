@@ -81,9 +81,18 @@ def parse_directions(directions: str | Sequence[str]) -> list[str]:
 
 
 def run_labels(paths: Sequence[Path]) -> list[str]:
-    """Short unique labels: the folder name, or ``parent/name`` when two runs share a name (then ``#k``)."""
-    names = [p.name or str(p) for p in paths]
-    labels = [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p, n in zip(paths, names)]
+    """Short unique labels: the folder name, extended by as many parent folders (of the absolute path) as it takes
+    to tell runs apart (``a/run``, ``b/run``); the same folder given twice gets ``#k``."""
+    parts = [Path(os.path.abspath(p)).parts for p in paths]
+    depth = [1] * len(parts)
+    while True:
+        labels = ["/".join(ps[-d:]) for ps, d in zip(parts, depth)]
+        grow = [i for i, lab in enumerate(labels)
+                if any(labels[j] == lab and parts[j] != parts[i] for j in range(len(parts))) and depth[i] < len(parts[i])]
+        if not grow:
+            break
+        for i in grow:
+            depth[i] += 1
     seen: dict[str, int] = {}
     out = []
     for lab in labels:
@@ -150,7 +159,7 @@ def group_runs(evaluated: Sequence[EvaluatedRun]) -> None:
             m.group = method if per_method[method] == 1 else members[0].label
 
 
-def load_runs(runs: Sequence[str | os.PathLike], store, device) -> list[EvaluatedRun]:
+def load_runs(runs: Sequence[str | os.PathLike], store, device, checkpoint: str | int = "latest") -> list[EvaluatedRun]:
     """Load every run; a checkpoint of another slice size than the store -> one-line error naming it."""
     from mri_harmonic.config import config_hash
     from mri_harmonic.checkpoint import load_run
@@ -162,7 +171,7 @@ def load_runs(runs: Sequence[str | os.PathLike], store, device) -> list[Evaluate
     paths = [Path(r) for r in runs]
     out = []
     for label, path in zip(run_labels(paths), paths):
-        loaded = load_run(path, device=device)
+        loaded = load_run(path, device=device, checkpoint=checkpoint)
         if tuple(loaded.image_size) != tuple(store.image_size):
             raise UserInputError(
                 f"run {path} was trained on {loaded.image_size[0]}x{loaded.image_size[1]} slices (checkpoint "
@@ -191,6 +200,7 @@ def evaluate(
     tumour_config=None,
     progress: bool = True,
     reference: bool = True,
+    checkpoint: str | int = "latest",
 ) -> EvaluationResult:
     """Evaluate ``runs`` on ``split`` of ``store``; write tables, figures and ``report.md`` to ``out_dir``.
 
@@ -214,6 +224,7 @@ def evaluate(
         reference: also score the untranslated input against the target (row ``input-as-output``, method
             ``identity``, zeroed outside the brain like the translations): the floor a translation must beat. In
             the metric tables, the tumour checks and the paired comparison; not in figures or the reader study.
+        checkpoint: which checkpoint of every run: ``latest`` (default), ``step_N`` or a path.
 
     Runs that differ only in their training ``seed`` are pooled into one group (:func:`group_runs`) in the paired
     comparison, whose interval then covers training seeds as well as test subjects (:mod:`.compare`).
@@ -235,12 +246,16 @@ def evaluate(
         raise UserInputError(f"--batch-size must be >= 1, got {batch_size}")
     if reader_study < 0:
         raise UserInputError(f"--reader-study must be >= 0 slices, got {reader_study}")
+    if reader_study and len([runs] if isinstance(runs, (str, os.PathLike)) else runs) < 2:
+        raise UserInputError(
+            "--reader-study asks readers which run's output they prefer, so it needs two or more runs (e.g. "
+            "runs/cyclegan runs/harmonic); pass more runs or drop --reader-study")
     dirs = parse_directions(directions)
     out_dir = ensure_writable_dir(out_dir, "--out folder")
     modalities = tuple(dict.fromkeys(m for d in dirs for m in DIRECTION_MODALITIES[d]))
     slice_store = (store if isinstance(store, SliceStore) else SliceStore(store)).require(split=split, modalities=list(modalities))
     dev = resolve_device(device, key="--device")
-    evaluated = load_runs(runs, slice_store, dev)
+    evaluated = load_runs(runs, slice_store, dev, checkpoint)
     for run in evaluated:
         for d in dirs:
             run.loaded.generator_for(DIRECTION_MODALITIES[d][0])  # one-line error if the run lacks this modality

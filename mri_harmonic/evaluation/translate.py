@@ -3,8 +3,15 @@
 The input goes through exactly the preprocessing the run's training store was built with
 (:func:`mri_harmonic.data.geometry.prepare_volume` with that store's :class:`PreprocessConfig`: RAS reorientation,
 optional resampling, brain-mask percentile normalisation to [0, 1], crop/pad to the slice size); every axial slice
-is translated (batched, no gradients, bf16 autocast on CUDA), set to 0 outside the input's brain mask, and mapped
-back onto the input's voxel grid and orientation with :func:`~mri_harmonic.data.geometry.restore_volume`.
+is translated (batched, no gradients, bf16 autocast on CUDA) and mapped back onto the input's voxel grid and
+orientation with :func:`~mri_harmonic.data.geometry.restore_volume`: exactly 0 outside the input's own brain (its
+non-zero voxels, on its own grid) and a translated value at every voxel inside it.
+
+**Other formats** (:mod:`mri_harmonic.data.sitk_io`): an NRRD or MetaImage file, or a folder holding one DICOM
+series, is read with SimpleITK, reoriented to RAS and resampled to the spacing the model was trained at
+(:func:`training_spacing`), translated the same way, and resampled back onto the input's own grid (0 exactly outside
+its non-zero voxels). The output is NIfTI unless OUTPUT's name asks for ``.nrrd`` or ``.mha`` (e.g. the input's own
+format).
 
 Output file: the input's shape, affine and header, data type float32, written atomically. **Intensities** are the
 model's normalised units — [0, 1], where 0 and 1 correspond to the 0.5th and 99.5th brain percentiles of the
@@ -14,13 +21,14 @@ model's normalised units — [0, 1], where 0 and 1 correspond to the 0.5th and 9
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from mri_harmonic.data.layouts import modality_from_name
+from mri_harmonic.data.layouts import is_nifti, modality_from_name
 from mri_harmonic.directions import DIRECTIONS, modalities_of
 from mri_harmonic.errors import UserInputError
 
@@ -130,16 +138,11 @@ def translate_file(
         raise
     except Exception as exc:  # noqa: BLE001 - an unusable volume (all zero, NaN...) must not end in a traceback
         raise UserInputError(f"input volume {input_path} cannot be preprocessed ({type(exc).__name__}: {exc}); check the file") from None
-    if tuple(prepared.slices.shape[1:]) != tuple(loaded.image_size):
-        raise UserInputError(
-            f"input volume {input_path} gives {prepared.slices.shape[1]}x{prepared.slices.shape[2]} slices with this "
-            f"preprocess config but run {loaded.run_dir} expects {loaded.image_size[0]}x{loaded.image_size[1]}; pass the "
-            "run's training store with --store-config"
-        )
+    _check_slice_size(prepared, loaded, input_path)
     net = loaded.generator_for(source)
     dev = device if device is not None else next(net.parameters()).device
     translated = translate_slices(net, prepared.slices, prepared.mask, dev, batch_size, amp)
-    volume = restore_volume(translated, prepared.geometry, mask=prepared.mask).astype(np.float32) * np.float32(scale)
+    volume = restore_volume(translated, prepared.geometry, mask=prepared.mask, source_mask=prepared.source_mask) * np.float32(scale)
     in_shape = tuple(img.shape[:3])
     if volume.shape != in_shape:
         raise RuntimeError(f"restore_volume returned shape {volume.shape}, input has {in_shape}")
@@ -159,11 +162,71 @@ def translate_file(
     return output_path
 
 
-def _check_output_file(output_path: Path) -> None:
+def training_spacing(loaded, pre_cfg) -> list[float] | None:
+    """The voxel size (mm; x, y, z in RAS) the run's model was trained at: the preprocess config's ``spacing``,
+    else the median model spacing of the training store's subjects (recorded in the run, or read from the store); None when neither is
+    known (then the input keeps its own spacing, as a NIfTI input does)."""
+    import json
+
+    if pre_cfg.spacing is not None:
+        return [float(v) for v in pre_cfg.spacing]
+    if loaded.store_model_spacing is not None:  # recorded in the checkpoint (runs since checkpoint version 2)
+        return [float(v) for v in loaded.store_model_spacing]
+    subjects = Path(loaded.store) / "subjects.json" if loaded.store else None
+    if subjects is None or not subjects.is_file():
+        return None
+    found = [g["model_spacing"] for g in json.loads(subjects.read_text()).values() if "model_spacing" in g]
+    return [float(v) for v in np.median(np.asarray(found, dtype=float), axis=0)] if found else None
+
+
+def translate_sitk_file(
+    loaded, input_path: Path, output_path: Path, source: str, target: str, pre_cfg, *,
+    batch_size: int = 16, device=None, scale: float = 1.0, amp: bool = True,
+) -> Path:
+    """Translate an NRRD / MetaImage file or a DICOM series folder (anything :func:`~mri_harmonic.data.sitk_io.read_image`
+    reads) with SimpleITK resampling to and from the model's grid; see the module docstring."""
+    import tempfile
+    from dataclasses import replace
+
+    import SimpleITK as sitk
+
+    from mri_harmonic.data import sitk_io
+    from mri_harmonic.data.geometry import prepare_volume, restore_volume
+
+    img = sitk_io.read_image(input_path)
+    model_img = sitk_io.to_model_grid(img, training_spacing(loaded, pre_cfg))
+    with tempfile.TemporaryDirectory(prefix="mri-harmonic-") as tmp:
+        nii = Path(tmp) / f"input_{source}.nii"
+        sitk.WriteImage(model_img, str(nii))
+        try:  # already on the model's grid and in RAS: the chain only normalises, slices and crops
+            prepared = prepare_volume(nii, replace(pre_cfg, spacing=None), modality=source)
+        except UserInputError as exc:
+            raise UserInputError(str(exc).replace(str(nii), str(input_path))) from None
+        except Exception as exc:  # noqa: BLE001 - an unusable volume must not end in a traceback
+            raise UserInputError(f"input {input_path} cannot be preprocessed ({type(exc).__name__}: {exc}); check the file") from None
+    _check_slice_size(prepared, loaded, input_path)
+    net = loaded.generator_for(source)
+    dev = device if device is not None else next(net.parameters()).device
+    translated = translate_slices(net, prepared.slices, prepared.mask, dev, batch_size, amp)
+    on_model = restore_volume(translated, prepared.geometry, mask=prepared.mask, source_mask=prepared.source_mask)
+    volume = sitk_io.from_model_grid(on_model, prepared.source_mask, model_img, img) * np.float32(scale)
+    return sitk_io.write_image(volume, img, output_path, f"mri-harmonic {source}->{target} synthetic, x{scale:g}")
+
+
+def _check_slice_size(prepared, loaded, input_path: Path) -> None:
+    if tuple(prepared.slices.shape[1:]) != tuple(loaded.image_size):
+        raise UserInputError(
+            f"input volume {input_path} gives {prepared.slices.shape[1]}x{prepared.slices.shape[2]} slices with this "
+            f"preprocess config but run {loaded.run_dir} expects {loaded.image_size[0]}x{loaded.image_size[1]}; pass the "
+            "run's training store with --store-config"
+        )
+
+
+def _check_output_file(output_path: Path, formats: Sequence[str] = (".nii.gz", ".nii")) -> None:
     from mri_harmonic.utils.io import ensure_writable_dir
 
-    if not (output_path.name.endswith(".nii.gz") or output_path.name.endswith(".nii")):
-        raise UserInputError(f"output {output_path} must end in .nii.gz or .nii")
+    if not output_path.name.lower().endswith(tuple(formats)):
+        raise UserInputError(f"output {output_path} must end in {' or '.join(formats)}")
     ensure_writable_dir(output_path.parent, "output folder")
 
 
@@ -179,25 +242,30 @@ def translate(
     scale: float = 1.0,
     amp: bool = True,
     progress: bool = True,
-) -> list[Path]:
+    checkpoint: str | int = "latest",
+) -> "Translated":
     """Translate ``input_path`` (a NIfTI volume, or a data folder of subjects) with the run's generator.
 
     Args:
         run: run folder of ``mri-harmonic train``.
-        input_path: a 3-D NIfTI of the source modality, or a folder in any layout :func:`~mri_harmonic.data.layouts.discover`
-            understands (BraTS 2018-2021, 2023+, MSD).
-        output_path: the output ``.nii.gz`` for a file input; an output folder for a folder input, receiving
-            ``<subject>/<subject>_<target>_synthetic.nii.gz``.
+        input_path: a 3-D NIfTI of the source modality, an NRRD / MHA file or a folder holding one DICOM series,
+            or a folder in any layout :func:`~mri_harmonic.data.layouts.discover` understands (BraTS 2018-2021,
+            2023+, MSD).
+        output_path: the output ``.nii.gz`` for a file input (``.nrrd`` / ``.mha`` also for NRRD, MHA and DICOM
+            inputs); an output folder for a folder input, receiving ``<subject>/<subject>_<target>_synthetic.nii.gz``.
         direction: ``flair2t1`` or ``t12flair``; default the run's training direction.
         store_config: slice store (or its ``config.yaml``) whose preprocessing to apply; default the run's
             training store.
         scale: output intensity factor (1 = normalised [0, 1] units; 255 = the paper's scale).
         amp: bf16 autocast on CUDA (as in training); ``False`` runs fp32. No effect on CPU.
+        checkpoint: which checkpoint of the run: ``latest`` (default), ``step_N`` (a periodic one) or a path.
 
-    Returns the written paths.
+    Returns the written paths (a :class:`Translated` list; for a folder its ``skipped`` lists the subjects that
+    could not be translated, also written to ``skipped.csv`` in the output folder).
     """
     from mri_harmonic.checkpoint import load_run
     from mri_harmonic.utils.device import resolve_device
+    from mri_harmonic.utils.io import removed_on_error
 
     if batch_size < 1:
         raise UserInputError(f"--batch-size must be >= 1, got {batch_size}")
@@ -207,43 +275,86 @@ def translate(
     if not input_path.exists():
         raise UserInputError(f"input {input_path} not found; pass a .nii/.nii.gz volume or a data folder")
     dev = resolve_device(device, key="--device")
-    loaded = load_run(run, device=dev)
+    loaded = load_run(run, device=dev, checkpoint=checkpoint)
     source, target = resolve_direction(loaded, direction)
     pre_cfg = load_preprocess_config(loaded, store_config)
     kwargs = dict(batch_size=batch_size, device=dev, scale=scale, amp=amp)
-    if input_path.is_file():
-        _check_output_file(output_path)
-        return [translate_file(loaded, input_path, output_path, source, target, pre_cfg, **kwargs)]
-    return translate_folder(loaded, input_path, output_path, source, target, pre_cfg, progress=progress, **kwargs)
+    from mri_harmonic.data import sitk_io
+
+    if sitk_io.is_sitk_input(input_path):  # NRRD / MHA file or a DICOM series folder
+        with removed_on_error(output_path.parent):
+            _check_output_file(output_path, sitk_io.WRITE_SUFFIXES)
+            return Translated([translate_sitk_file(loaded, input_path, output_path, source, target, pre_cfg, **kwargs)])
+    with removed_on_error(output_path.parent if input_path.is_file() else output_path):
+        if input_path.is_file():
+            _check_output_file(output_path)
+            return Translated([translate_file(loaded, input_path, output_path, source, target, pre_cfg, **kwargs)])
+        return translate_folder(loaded, input_path, output_path, source, target, pre_cfg, progress=progress, **kwargs)
+
+
+class Translated(list):
+    """The written paths (a list), plus ``skipped``: ``{"subject", "file", "reason"}`` of each subject of a folder
+    input that could not be translated (also in ``skipped.csv`` beside the outputs)."""
+
+    skipped: list[dict[str, str]]
+
+    def __init__(self, paths: Sequence[Path] = (), skipped: Sequence[dict[str, str]] = ()):
+        super().__init__(paths)
+        self.skipped = list(skipped)
+
+
+SKIPPED_COLUMNS = ["subject", "file", "reason"]
 
 
 def translate_folder(
     loaded, data_dir: Path, out_dir: Path, source: str, target: str, pre_cfg, *, progress: bool = True, **kwargs: Any
-) -> list[Path]:
-    """Every subject of ``data_dir`` -> ``out_dir/<subject>/<subject>_<target>_synthetic.nii.gz``."""
+) -> Translated:
+    """Every subject of ``data_dir`` -> ``out_dir/<subject>/<subject>_<target>_synthetic.nii.gz``.
+
+    A subject that cannot be translated (unreadable, truncated or empty file, wrong shape...) is skipped and listed
+    in ``out_dir/skipped.csv`` (subject, file, reason; rewritten on every run, empty when none was skipped); the
+    others are still translated. Raises a one-line :class:`UserInputError` only when no subject was translated.
+    """
+    import pandas as pd
     from tqdm.auto import tqdm
 
     from mri_harmonic.data.layouts import discover
-    from mri_harmonic.utils.io import ensure_writable_dir
+    from mri_harmonic.utils.io import atomic_write_csv, ensure_writable_dir
 
     if out_dir.suffix in (".nii", ".gz"):
         raise UserInputError(f"input {data_dir} is a folder, so the output {out_dir} must be a folder, not a NIfTI file name")
     cases = discover(data_dir)
-    ensure_writable_dir(out_dir, "output folder")
     with_source = [c for c in cases if source in c.images]
     if not with_source:
         raise UserInputError(f"no subject in {data_dir} has a {source} image ({len(cases)} subjects found); check --direction")
-    written = []
+    ensure_writable_dir(out_dir, "output folder")
+    written, skipped = [], []
     for case in tqdm(with_source, desc="translate", unit="subject", disable=not progress):
         path = Path(case.images[source].path)  # a 4-D MSD file: prepare_volume reads the source channel
         dest = out_dir / case.subject / f"{case.subject}_{target}_synthetic.nii.gz"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        written.append(translate_file(loaded, path, dest, source, target, pre_cfg, **kwargs))
-    return written
+        one = translate_file if is_nifti(path.name) else translate_sitk_file  # NRRD / MHA case files
+        try:
+            written.append(one(loaded, path, dest, source, target, pre_cfg, **kwargs))
+        except UserInputError as exc:
+            reason = str(exc).removeprefix(f"{path}: ").removeprefix(f"input volume {path} ").replace(str(path), "the file")
+            skipped.append({"subject": case.subject, "file": str(path), "reason": reason})
+            with contextlib.suppress(OSError):
+                dest.parent.rmdir()  # only if empty: a skipped subject leaves no folder
+    if not written:
+        first = "; ".join(f"{s['subject']}: {s['file']}: {s['reason']}" for s in skipped[:2])
+        raise UserInputError(f"no subject of {data_dir} could be translated ({len(skipped)} skipped; {first})")
+    atomic_write_csv(out_dir / "skipped.csv", pd.DataFrame(skipped, columns=SKIPPED_COLUMNS))
+    return Translated(written, skipped)
 
 
 def run_translate_paths(paths: Sequence[Path]) -> str:
-    """A short human summary of written files for the CLI."""
-    if len(paths) == 1:
+    """A short human summary of written (and, for a folder, skipped) subjects for the CLI."""
+    skipped = getattr(paths, "skipped", [])
+    if len(paths) == 1 and not skipped:
         return f"wrote {paths[0]}"
-    return f"wrote {len(paths)} volumes under {Path(paths[0]).parent.parent}"
+    out_dir = Path(paths[0]).parent.parent
+    lines = [f"wrote {len(paths)} volume(s) under {out_dir}"]
+    if skipped:
+        lines[0] += f"; skipped {len(skipped)} subject(s) (also in {out_dir / 'skipped.csv'}):"
+        lines += [f"  {s['subject']}: {s['file']}: {s['reason']}" for s in skipped]
+    return "\n".join(lines)

@@ -28,7 +28,7 @@ from mri_harmonic.config import (
     config_hash,
     deep_merge,
     from_dict,
-    parse_overrides,
+    from_layers,
     read_yaml,
     require,
     to_dict,
@@ -217,11 +217,7 @@ def load_train_config(
     if path is not None:
         data = deep_merge(data, _read_with_extends(Path(path)))
         source = str(path)
-    if overrides:
-        upd = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
-        data = deep_merge(data, upd)
-        source = f"{source} (with --set overrides)" if path is not None else "--set overrides"
-    return from_dict(TrainConfig, data, source=source)
+    return from_layers(TrainConfig, data, source, overrides)
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -244,10 +244,11 @@ def domains_for(direction: str) -> tuple[str, str]:
 
 
 def resolve_config(out_dir: str | Path, config_path: str | Path | None = None,
-                   overrides: Iterable[str] | None = None, resume: bool = False) -> TrainConfig:
+                   overrides: Iterable[str] | None = None, resume: bool = False,
+                   checkpoint: str | int = "latest") -> TrainConfig:
     """The CLI's config: ``--config`` and ``--set``; with ``--resume`` and no ``--config`` the run's own config."""
     if resume and config_path is None:
-        latest = ckpt_io.latest_path(out_dir)
+        latest = ckpt_io.latest_path(out_dir) if checkpoint == "latest" else ckpt_io.resolve_checkpoint(out_dir, checkpoint)
         if latest.is_file():
             saved = ckpt_io.read_checkpoint(latest)["config"]
             return load_train_config(None, overrides, base=saved)
@@ -269,6 +270,10 @@ def check_resume(ckpt: Mapping[str, Any], cfg: TrainConfig, direction: str, stor
         raise UserInputError(
             f"--resume: run {out_dir} was trained with --direction {ckpt['direction']}, not {direction}; "
             f"pass --direction {ckpt['direction']} or another --out")
+    if ckpt.get("store_fingerprint") not in (None, store.fingerprint):  # runs from before fingerprints: hash only
+        raise UserInputError(
+            f"--resume: store {store.path} (fingerprint {store.fingerprint}) is not the store run {out_dir} was trained "
+            f"on ({ckpt.get('store')}, fingerprint {ckpt['store_fingerprint']}); pass that store or another --out")
     if ckpt.get("store_config_hash") != store.config_hash:
         raise UserInputError(
             f"--resume: store {store.path} (config hash {store.config_hash}) is not the store run {out_dir} was trained "
@@ -283,7 +288,7 @@ def check_resume(ckpt: Mapping[str, Any], cfg: TrainConfig, direction: str, stor
 
 
 def prepare_run(store: SliceStore, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool,
-                device: torch.device) -> dict[str, Any] | None:
+                device: torch.device, checkpoint: str | int = "latest") -> dict[str, Any] | None:
     """Check inputs and the run folder (read-only, on every rank); return the checkpoint to resume, if any."""
     domain_a, domain_b = domains_for(direction)
     check_store(store, domain_a, domain_b, cfg)
@@ -296,6 +301,8 @@ def prepare_run(store: SliceStore, out_dir: Path, direction: str, cfg: TrainConf
         return None
     if not latest.is_file():
         raise UserInputError(f"--resume: {out_dir} has no checkpoint to resume (checkpoints/latest.pt missing); drop --resume")
+    if checkpoint != "latest":  # resume from an earlier periodic checkpoint
+        latest = ckpt_io.resolve_checkpoint(out_dir, checkpoint)
     ckpt = ckpt_io.read_checkpoint(latest, map_location=device)
     check_resume(ckpt, cfg, direction, store, out_dir)
     return ckpt
@@ -311,6 +318,13 @@ def estimate_data_statistics(method: Method, store: SliceStore, dataset: Unpaire
 
     return method.estimate_data_statistics(images(dataset.domain_a, dataset.rows_a),
                                            images(dataset.domain_b, dataset.rows_b))
+
+
+def store_model_spacing(store: SliceStore) -> list[float] | None:
+    """Median voxel size (mm) of the store's subjects on the model grid, kept in the run so that ``translate``
+    resamples other formats to it without the store."""
+    found = [g["model_spacing"] for g in store.subjects.values() if isinstance(g, dict) and "model_spacing" in g]
+    return [float(v) for v in np.median(np.asarray(found, dtype=float), axis=0)] if found else None
 
 
 def write_run_files(out_dir: Path, cfg: TrainConfig, meta: Mapping[str, Any], device: torch.device, info: DistInfo) -> None:
@@ -604,21 +618,23 @@ def adapt_world_size(s: TrainState, ckpt: Mapping[str, Any]) -> None:
 # ---- the loop ------------------------------------------------------------------------------------------------------
 def train(store: str | Path | SliceStore, out_dir: str | Path, direction: str = "flair2t1",
           config: TrainConfig | None = None, resume: bool = False, *, progress: bool = True,
-          allow_world_size_change: bool = False) -> dict[str, Any]:
+          allow_world_size_change: bool = False, checkpoint: str | int = "latest") -> dict[str, Any]:
     """Train ``G_AB: A -> B`` and ``G_BA: B -> A`` (A, B from ``direction``) on the store's train split.
 
     Under torchrun each process trains one DDP replica; rank 0 writes the run folder. Returns a summary dict:
     ``stopped`` (``completed``, ``max_steps``, ``time_budget`` or ``signal``), ``signal`` (e.g. ``SIGTERM``, or
     ``None``), ``finished`` (``max_steps`` or the end of the schedule reached), ``step`` of ``planned_steps``, and on
     rank 0 ``message``, one line saying where it stopped, what was saved and how to continue. ``--resume`` on
-    another number of processes than the checkpoint's is refused unless ``allow_world_size_change``.
+    another number of processes than the checkpoint's is refused unless ``allow_world_size_change``. With
+    ``resume``, ``checkpoint`` (``latest``, ``step_N`` or a path) picks the checkpoint to continue from.
     """
-    cfg = config or resolve_config(out_dir, resume=resume)
+    cfg = config or resolve_config(out_dir, resume=resume, checkpoint=checkpoint)
     info = env_dist_info()
     device = resolve_device(cfg.device, local_rank=info.local_rank if info.enabled else None)
     info = init_distributed(device.type)
     try:
-        return _train(store, Path(out_dir), direction, cfg, resume, device, info, progress, allow_world_size_change)
+        return _train(store, Path(out_dir), direction, cfg, resume, device, info, progress, allow_world_size_change,
+                      checkpoint)
     finally:
         if info.is_main:
             close_file_logger()
@@ -626,12 +642,13 @@ def train(store: str | Path | SliceStore, out_dir: str | Path, direction: str = 
 
 
 def _train(store, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool, device: torch.device,
-           info: DistInfo, progress: bool, allow_world_size_change: bool = False) -> dict[str, Any]:
+           info: DistInfo, progress: bool, allow_world_size_change: bool = False,
+           checkpoint: str | int = "latest") -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     store = store if isinstance(store, SliceStore) else SliceStore(store)
     domain_a, domain_b = domains_for(direction)
-    ckpt = prepare_run(store, out_dir, direction, cfg, resume, device)
+    ckpt = prepare_run(store, out_dir, direction, cfg, resume, device, checkpoint)
     seed_everything(cfg.seed, cfg.deterministic)
     if device.type == "cuda" and not cfg.deterministic:
         torch.backends.cudnn.benchmark = True
@@ -657,7 +674,8 @@ def _train(store, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool,
     assert -(-sampler.num_samples // cfg.data.batch_size) == plan.steps_per_epoch
     planned = plan.planned_steps
     meta = {"direction": direction, "domain_a": domain_a, "domain_b": domain_b, "image_size": list(store.image_size),
-            "store": str(store.path), "store_config_hash": store.config_hash, "store_config": store.config}
+            "store": str(store.path), "store_config_hash": store.config_hash, "store_config": store.config,
+            "store_fingerprint": store.fingerprint, "store_model_spacing": store_model_spacing(store)}
     rep = Reporter(out_dir, s, meta, store, resume_step=s.step if ckpt else None) if info.is_main else None
     if rep:
         for note in (layout_warning, world_change):

@@ -1,7 +1,9 @@
 """Atomic writes: a file either has its old content or its complete new content, never half of one.
 
 Every writer goes to a temporary file in the same folder, flushes and fsyncs it, then ``os.replace``s it over the
-target (atomic on POSIX within one file system). Folders are made atomic the same way via :func:`atomic_dir`.
+target (atomic on POSIX within one file system). Folders are made atomic the same way via :func:`atomic_dir`;
+:func:`remove_stale_temporaries` removes what a killed process left of them, and :func:`removed_on_error` the
+empty folders a failed command created.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any, Iterator
 
 from mri_harmonic.errors import UserInputError
 
+OWNER_FILE = ".owner-pid"
+
 
 def ensure_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
     """Create ``path`` (and parents) and check that we can write into it; raise a one-line error otherwise."""
@@ -29,6 +33,30 @@ def ensure_writable_dir(path: str | os.PathLike, what: str = "output folder") ->
             f"cannot write to {what} {path}: {exc.strerror or exc}; choose a folder you can write to"
         ) from None
     return path
+
+
+@contextlib.contextmanager
+def removed_on_error(*folders: str | os.PathLike) -> Iterator[None]:
+    """On an exception, remove those of ``folders`` (and their parents) that did not exist on entry and are empty
+    on exit: a failed command leaves no empty output folder behind. Folders holding anything are kept."""
+    created = []
+    for folder in folders:
+        path = Path(folder).absolute()
+        chain = []
+        while not path.exists() and path != path.parent:
+            chain.append(path)
+            path = path.parent
+        created.append(chain)  # deepest first
+    try:
+        yield
+    except BaseException:
+        for chain in created:
+            for path in chain:
+                try:
+                    path.rmdir()  # only if empty
+                except OSError:
+                    break
+        raise
 
 
 @contextlib.contextmanager
@@ -93,8 +121,10 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual permissions
+    (tmp / OWNER_FILE).write_text(f"{os.getpid()}\n")  # lets remove_stale_temporaries tell a live build from a dead one
     try:
         yield tmp
+        (tmp / OWNER_FILE).unlink()
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)
@@ -105,6 +135,46 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_stale_temporaries(target: str | os.PathLike) -> list[Path]:
+    """Remove the temporary folders :func:`atomic_dir` left beside ``target`` when its process was killed
+    (``.NAME.tmp-*`` and ``.NAME.old-PID`` whose process is gone). Returns the removed paths."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    removed = []
+    for p in target.parent.glob(f".{target.name}.*"):
+        name = p.name[len(target.name) + 2 :]
+        if not p.is_dir() or not (name.startswith("tmp-") or name.startswith("old-")):
+            continue
+        if name.startswith("old-") and name[4:].isdigit() and _process_alive(int(name[4:])):
+            continue
+        if name.startswith("tmp-") and _owner_alive(p):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _owner_alive(tmp: Path) -> bool:
+    """Whether the process that is building ``tmp`` (its pid in ``tmp/.owner``) still runs."""
+    try:
+        return _process_alive(int((tmp / OWNER_FILE).read_text().strip()))
+    except (OSError, ValueError):
+        return False
 
 
 def _umask() -> int:

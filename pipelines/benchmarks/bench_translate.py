@@ -114,7 +114,7 @@ def bench_one(name, model_cfg, pre_cfg, volume, device, batch_size, max_slices, 
     full = prepared.slices * prepared.mask  # untimed slices: realistic content for the restore + gzip cost
     full[:n] = out
     t = time.perf_counter()
-    vol = restore_volume(full, prepared.geometry, mask=prepared.mask)
+    vol = restore_volume(full, prepared.geometry, mask=prepared.mask, source_mask=prepared.source_mask)
     with atomic_path(work / f"{name}_restore.nii.gz") as tmp:
         nib.save(nib.Nifti1Image(vol, nib.load(str(volume)).affine), str(tmp))
     restore_s = time.perf_counter() - t
