@@ -359,6 +359,36 @@ def test_discriminator_loss_detaches_fake():
     assert fake.grad is None and d.weight.grad is not None
 
 
+@pytest.mark.parametrize("method", ["harmonic", "distancegan"])
+def test_every_loss_term_stays_float32_under_cpu_bf16_autocast(method):
+    """Under CPU autocast the networks hand bf16 tensors to the objective; every term must still be computed in
+    float32: the same values and gradients as without autocast on the same (bf16-rounded) tensors upcast."""
+    t = {k: v.bfloat16() for k, v in _outputs(11).items()}
+    t["real_a"], t["real_b"] = t["real_a"].float(), t["real_b"].float()  # data is float32, network outputs bf16
+    cfg = LossConfig(method=method, lambda_identity=0.5)
+    kw = ({"smooth": SmoothnessLoss(SmoothnessConfig(patch_size=4))} if method == "harmonic" else
+          {"dist_ab": DistanceLoss().set_stats((0.5, 0.1), (0.4, 0.1)), "dist_ba": DistanceLoss().set_stats((0.4, 0.1), (0.5, 0.1))})
+
+    def run(cast: bool):
+        leaves = {k: (v.float() if not cast else v).detach().requires_grad_(True) for k, v in t.items()}
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cast):
+            out = generator_losses(**leaves, cfg=cfg, gan=GANLoss(), **kw)
+            d = discriminator_loss(lambda x: x[:, :, :6, :6], leaves["real_b"], leaves["fake_b"], GANLoss())
+        (out["total"] + d).backward()
+        return {**out, "d": d}, {k: v.grad for k, v in leaves.items() if v.grad is not None}
+
+    (got, got_grad), (ref, ref_grad) = run(True), run(False)
+    assert set(got) == set(ref) and ("smooth_a" in got) == (method == "harmonic")
+    for name in ref:
+        assert got[name].dtype == torch.float32, name
+        torch.testing.assert_close(got[name], ref[name], rtol=1e-6, atol=1e-7, msg=name)
+    for name in ref_grad:
+        assert got_grad[name].dtype == t[name].dtype, name
+        # a bf16 tensor's gradient is summed over its uses in bf16 (8-bit mantissa): rounding, not bf16 maths inside
+        tol = dict(rtol=2 ** -7, atol=1e-6) if t[name].dtype == torch.bfloat16 else dict(rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(got_grad[name].float(), ref_grad[name], **tol, msg=name)
+
+
 # -------------------------------------------------------------------------------------------------------- config
 @pytest.mark.parametrize("data,key", [
     ({"smoothness": {"patch_size": 0}}, "loss.smoothness.patch_size"),

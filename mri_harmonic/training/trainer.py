@@ -64,7 +64,9 @@ from mri_harmonic.training.logging import (
 )
 from mri_harmonic.utils.device import (
     autocast,
+    compile_module,
     describe_device,
+    describe_precision,
     memory_format,
     resolve_device,
     rng_state,
@@ -122,6 +124,8 @@ def build_state(cfg: TrainConfig, device: torch.device, info: DistInfo = DistInf
     plain = {**ckpt_io.build_generators(cfg.model),
              "D_A": build_discriminator(cfg.model, cfg.model.in_channels),
              "D_B": build_discriminator(cfg.model, cfg.model.out_channels)}
+    if cfg.compile:  # in place: parameter names, hence checkpoint keys, stay those of the plain modules
+        plain = {k: compile_module(v) for k, v in plain.items()}
     nets = {k: wrap_ddp(v.to(device, memory_format=fmt), info, device) for k, v in plain.items()}
     lr = cfg.optim.scaled_lr(cfg.data.batch_size * info.world_size)
     betas = (cfg.optim.beta1, cfg.optim.beta2)
@@ -334,7 +338,8 @@ def write_run_files(out_dir: Path, cfg: TrainConfig, meta: Mapping[str, Any], de
     atomic_write_text(out_dir / "config.yaml", "\n".join(header) + "\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False))
     atomic_write_json(out_dir / "run.json", {
         **meta, "method": cfg.loss.method, "config_hash": config_hash(cfg), "package_version": __version__,
-        "device": describe_device(device), "world_size": info.world_size})
+        "device": describe_device(device), "precision": describe_precision(device, cfg.amp), "compile": cfg.compile,
+        "world_size": info.world_size})
 
 
 # ---- samples -------------------------------------------------------------------------------------------------------
@@ -524,9 +529,10 @@ def _train(store, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool,
             "store": str(store.path), "store_config_hash": store.config_hash}
     rep = Reporter(out_dir, s, meta, store, resume_step=s.step if ckpt else None) if info.is_main else None
     if rep:
-        rep.log.info("%s training %s (%s -> %s) on %s, %s; %d process(es); %d steps planned (%d per epoch), from step %d",
+        rep.log.info("%s training %s (%s -> %s) on %s, %s, %s%s; %d process(es); %d steps planned (%d per epoch), from step %d",
                      "resumed" if ckpt else "started", cfg.loss.method, domain_a, domain_b, store.path,
-                     describe_device(device), info.world_size, planned, steps_per_epoch, s.step)
+                     describe_device(device), describe_precision(device, cfg.amp), ", compiled" if cfg.compile else "",
+                     info.world_size, planned, steps_per_epoch, s.step)
     bar = tqdm(total=planned, initial=min(s.step, planned), disable=not (progress and info.is_main),
                desc=f"{cfg.loss.method} {direction}", unit="step", dynamic_ncols=True)
     started, steps_before = time.perf_counter(), s.step
