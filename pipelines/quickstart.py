@@ -4,8 +4,8 @@
 1. ``mri-harmonic phantom``    a 16-subject MR-physics phantom in the BraTS 2021 layout   -> WORK/data
 2. ``mri-harmonic preprocess`` the slice store (2 mm, 96x96, subject-wise splits)       -> WORK/store
 3. ``mri-harmonic train``      HarmonicGAN FLAIR<->T1, configs/phantom-cpu-long.yaml     -> WORK/run-phantom-cpu-long
-4. ``mri-harmonic evaluate``   the validation split: metrics by region beside the untranslated input, tumour
-                               fidelity, figures, a reader-study sheet                   -> WORK/report-phantom-cpu-long
+4. ``mri-harmonic evaluate``   the validation split, both directions: metrics by region beside the untranslated
+                               input, tumour fidelity, figures, a Flair->T1 reader sheet -> WORK/report-phantom-cpu-long
 5. ``mri-harmonic translate``  one test subject's FLAIR volume -> a synthetic T1 NIfTI    -> WORK/synthetic-phantom-cpu-long
 
 Training: 9,600 steps, the shortest CPU budget measured to give a T1-like Flair -> T1 (the 2,400-step
@@ -92,7 +92,8 @@ def verdict(report_dir: Path, status: dict, direction: str = DIRECTION) -> str:
     judged = ("better than the untranslated input on MAE and SSIM" if len(better) == 2 else
               f"better than the untranslated input on {better[0]} only" if better else
               "NOT better than the untranslated input")
-    line = (f"{src}->{tgt} on {store['n_subjects']} {_split_name(store['split'])} subjects: MAE {mae:.1f} "
+    n = store["n_subjects"]
+    line = (f"{src}->{tgt} on {n} {_split_name(store['split'])} subject{'s' if n != 1 else ''}: MAE {mae:.1f} "
             f"(untranslated input {mae0:.1f}), SSIM {ssim:.2f} ({ssim0:.2f}): {judged}")
     if not status["finished"]:
         of = f" of {status['planned']:,}" if status.get("planned") else ""
@@ -132,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         of = f" of {status['planned']:,}" if status["planned"] else ""
         log(f"training stopped at step {status['step']:,}{of} ({status['stopped']}): not finished; evaluating what "
             "there is; run the same command again to continue")
-    run_cli(["evaluate", run, "--store", w / "store", "--split", SPLIT, "--direction", DIRECTION, "--out", report,
-             "--reader-study", 8])
+    run_cli(["evaluate", run, "--store", w / "store", "--split", SPLIT, "--out", report, "--reader-study", 8])
 
     import pandas as pd
 
@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"  {report / 'reader_study'}  (a blinded reader-study sheet)   {run / 'samples'}  (training progress)")
     log(f"  {out}  (a whole test volume translated, on the input's grid)")
     log(verdict(report, status))
+    log(verdict(report, status, "t12flair") + " (the other direction, trained alongside)")
     return 0 if status["finished"] else NOT_FINISHED
 
 
