@@ -1,13 +1,19 @@
 #!/usr/bin/env python
 """Regenerate ``reports/performance.md``: run the three benchmarks back to back, then summarise them.
 
-    python pipelines/performance_report.py            # (or: make performance)   ~5 min on a 2-core CPU
+    python pipelines/performance_report.py            # (or: make performance)   ~15 min on a 2-core CPU
     python pipelines/performance_report.py --no-run   # only re-assemble from reports/benchmarks/*.json
 
 Benchmarks (each also writes its own ``reports/benchmarks/<name>.md`` and ``.json``):
 - ``pipelines/benchmarks/bench_data.py``       preprocess subjects/s and peak memory; training Dataset slices/s
 - ``pipelines/benchmarks/bench_training.py``   pairs/s per method, harmonic/cyclegan step-time ratio (side by side)
 - ``pipelines/benchmarks/bench_translate.py``  volume translation slices/s and seconds per volume
+- ``pipelines/benchmarks/bench_precision.py``  step time in fp32, bf16 autocast and bf16 + torch.compile on the CPU, at
+  the CPU preset and at the CycleGAN reference's benchmark setting (beside the reference's step time)
+
+The machine must be quiet: before and during each benchmark, :mod:`benchmarks.quiet` measures the CPU time other
+processes take. If they take more than a quarter of a core, the report is not written (exit 3), unless
+``--allow-load`` is given; the report then says which figures were taken under load.
 
 On a machine with a CUDA GPU the training and translation benchmarks add GPU rows (bf16, channels_last, peak
 memory) and name the device. Ratios are measured within one run, alternating methods, because shared machines
@@ -27,13 +33,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, log, versions  # noqa: E402
 
 BENCH = ROOT / "pipelines" / "benchmarks"
+sys.path.insert(0, str(BENCH))
+from quiet import LoadMonitor, quiet_probe, verdict  # noqa: E402
 
 
-def _run(script: str, *args: str) -> None:
+def _run(script: str, *args: str) -> dict:
+    """Run one benchmark; return the load check around it (:func:`quiet.verdict`)."""
     cmd = [sys.executable, str(BENCH / script), *args]
+    before = quiet_probe()
     log("$ " + " ".join(cmd[1:]))
-    if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+    with LoadMonitor() as during:  # the benchmark's own CPU time counts as ours (a waited-for child)
+        code = subprocess.run(cmd, cwd=ROOT).returncode
+    if code == 3:
+        raise SystemExit(f"{script} refused to measure on a busy machine; rerun when it is quiet (or --allow-load)")
+    if code != 0:
         raise SystemExit(f"{script} failed")
+    check = verdict(before, during)
+    log(f"{script}: {check['note']}")
+    return check
 
 
 def _load(name: str) -> dict:
@@ -45,13 +62,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--no-run", action="store_true", help="do not run the benchmarks, only assemble")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "performance.md")
+    ap.add_argument("--allow-load", action="store_true", help="write the report even if the machine was busy (flagged)")
     args = ap.parse_args(argv)
+    loads: dict[str, dict] = {}
     if not args.no_run:
-        _run("bench_data.py")
-        _run("bench_training.py", "--config", "configs/phantom-cpu.yaml", "--size", "96", "--threads", "2")
-        _run("bench_translate.py")
+        loads["data"] = _run("bench_data.py")
+        loads["training"] = _run("bench_training.py", "--config", "configs/phantom-cpu.yaml", "--size", "96", "--threads", "2")
+        loads["translate"] = _run("bench_translate.py")
+        loads["precision"] = _run("bench_precision.py", "--threads", "2", *(["--allow-load"] if args.allow_load else []))
+        busy = [name for name, check in loads.items() if check["quiet"] is False]
+        if busy:
+            msg = f"benchmarks taken under load: {', '.join(busy)}"
+            if not args.allow_load:
+                raise SystemExit(f"{msg}; not writing {args.out} (rerun on a quiet machine, or pass --allow-load)")
+            log(msg + "; flagged in the report")
 
-    data, train, trans = _load("data"), _load("training"), _load("translate")
+    data, train, trans, prec = _load("data"), _load("training"), _load("translate"), _load("precision")
     v = versions()
     lines = [
         "# Performance",
@@ -84,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| smoothness term alone (fwd+bwd, both cycles) | {1000 * train['smoothness_fwd_bwd_s_per_step']:.1f} ms/step | | |")
         if train.get("peak_gpu_memory_mib"):
             lines.append(f"| peak GPU memory | {train['peak_gpu_memory_mib']:.0f} MiB | | |")
+    lines += precision_rows(prec)
     for rec in trans.get("records", []):
         est = " (extrapolated from a sample of slices)" if rec.get("extrapolated") else ""
         lines.append(f"| translate one volume, {rec['model']} model ({rec['params_M']:.2f} M params), {rec['slice_size'][0]}x{rec['slice_size'][1]}, "
@@ -93,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "## Notes",
         "",
+        *[f"- Load during `{name}`: {check['note']}." for name, check in loads.items()],
+        *([f"- Precision benchmark: {prec['load']['note']}."] if prec.get("load") else []),
         "- CPU figures are from the 2-core development machine; its load average at measurement time is recorded in",
         "  each benchmark's JSON. Compare ratios (measured side by side in one run), not absolute times across runs.",
         "- The GPU targets of the issues (>= 100 pairs/s at 256x256 ResNet-9 bf16 on an H100/H200; smoothness overhead",
@@ -102,13 +131,38 @@ def main(argv: list[str] | None = None) -> int:
         "## Details",
         "",
     ]
-    for name in ("data", "training", "translate"):
+    for name in ("data", "training", "translate", "precision"):
         md = ROOT / "reports" / "benchmarks" / f"{name}.md"
         if md.is_file():
             lines.append(f"- [{name}](benchmarks/{name}.md)")
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
+
+
+def precision_rows(prec: dict) -> list[str]:
+    """Table rows of ``reports/benchmarks/precision.json``: each setting x method x precision variant."""
+    rows = []
+    flag = " (TAKEN UNDER LOAD)" if prec.get("load", {}).get("quiet") is False else ""
+    for name, setting in prec.get("settings", {}).items():
+        size = "x".join(map(str, setting["image_size"]))
+        what = "CPU preset" if name == "preset" else "CycleGAN reference's benchmark setting (ngf/ndf 32, ResNet-9, batch 4, identity 0.5)"
+        for method, m in setting["methods"].items():
+            for variant, step_s in m["median_step_s"].items():
+                ratio = m["paired_ratio_vs_fp32"].get(variant)
+                target, figure = "", f"{1000 * step_s:.0f} ms/step, {m['pairs_per_s'][variant]:.2f} pairs/s"
+                if ratio is not None and variant != "fp32":
+                    figure += f"; x{ratio:.2f} of fp32"
+                if name == "reference" and method == "harmonic":
+                    vs = step_s / prec["reference_cyclegan_step_s"]
+                    figure += f"; x{vs:.2f} of the CycleGAN reference's {prec['reference_cyclegan_step_s']:.2f} s"
+                    target = f"<= x{prec['target_ratio_vs_reference']} of the reference"
+                rows.append(f"| training `{method}` {variant}, {what}, {size}, {prec.get('device')}{flag} | {figure} | "
+                            f"{target} | [precision.md](benchmarks/precision.md) |")
+    if prec:
+        rows.append(f"| native bf16 on this CPU (AVX512-BF16 or AMX) | {prec.get('cpu_has_native_bf16')}: `amp: auto` trains in "
+                    f"{prec.get('amp_auto_resolves_to')} | | [precision.md](benchmarks/precision.md) |")
+    return rows
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from mri_harmonic.models.losses import (
     discriminator_loss,
     estimate_distance_stats,
     graph_weights,
+    l1_loss,
     pairwise_l1,
 )
 
@@ -365,6 +366,55 @@ def test_discriminator_loss_detaches_fake():
     torch.testing.assert_close(loss, ref)
     loss.backward()
     assert fake.grad is None and d.weight.grad is not None
+
+
+def _terms(method: str, t: dict, smooth=None, dist_ab=None, dist_ba=None) -> dict:
+    """The named terms a method assembles from these loss functions (mri_harmonic.methods)."""
+    gan = GANLoss()
+    out = {"gan_ab": gan(t["pred_fake_b"], True), "gan_ba": gan(t["pred_fake_a"], True),
+           "cycle_a": l1_loss(t["rec_a"], t["real_a"]), "cycle_b": l1_loss(t["rec_b"], t["real_b"]),
+           "idt_a": l1_loss(t["idt_a"], t["real_b"]), "idt_b": l1_loss(t["idt_b"], t["real_a"])}
+    if method == "harmonic":
+        out["smooth_a"] = smooth(t["real_a"], t["fake_b"], t["rec_a"])
+        out["smooth_b"] = smooth(t["real_b"], t["fake_a"], t["rec_b"])
+    else:
+        out["dist_ab"], out["dist_ba"] = dist_ab(t["real_a"], t["fake_b"]), dist_ba(t["real_b"], t["fake_a"])
+    weights = {"cycle_a": 10.0, "cycle_b": 10.0, "idt_a": 5.0, "idt_b": 5.0}  # LossConfig's defaults
+    out["total"] = sum(weights.get(k, 1.0) * v for k, v in out.items())
+    return out
+
+
+@pytest.mark.parametrize("method", ["harmonic", "distancegan"])
+def test_every_loss_term_stays_float32_under_cpu_bf16_autocast(method):
+    """Under CPU autocast the networks hand bf16 tensors to the objective; every term must still be computed in
+    float32: the same values and gradients as without autocast on the same (bf16-rounded) tensors upcast."""
+    g = torch.Generator().manual_seed(11)
+    t = {k: (torch.rand(2, 1, 16, 16, generator=g) * 2 - 1).bfloat16()
+         for k in ("real_a", "real_b", "fake_b", "rec_a", "fake_a", "rec_b", "idt_a", "idt_b")}
+    t["pred_fake_b"] = torch.randn(2, 1, 6, 6, generator=g).bfloat16()
+    t["pred_fake_a"] = torch.randn(2, 1, 6, 6, generator=g).bfloat16()
+    t["real_a"], t["real_b"] = t["real_a"].float(), t["real_b"].float()  # data is float32, network outputs bf16
+    kw = ({"smooth": SmoothnessLoss(SmoothnessConfig(patch_size=4))} if method == "harmonic" else
+          {"dist_ab": DistanceLoss().set_stats((0.5, 0.1), (0.4, 0.1)), "dist_ba": DistanceLoss().set_stats((0.4, 0.1), (0.5, 0.1))})
+
+    def run(cast: bool):
+        leaves = {k: (v.float() if not cast else v).detach().requires_grad_(True) for k, v in t.items()}
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cast):
+            out = _terms(method, leaves, **kw)
+            d = discriminator_loss(lambda x: x[:, :, :6, :6], leaves["real_b"], leaves["fake_b"], GANLoss())
+        (out["total"] + d).backward()
+        return {**out, "d": d}, {k: v.grad for k, v in leaves.items() if v.grad is not None}
+
+    (got, got_grad), (ref, ref_grad) = run(True), run(False)
+    assert set(got) == set(ref) and ("smooth_a" in got) == (method == "harmonic")
+    for name in ref:
+        assert got[name].dtype == torch.float32, name
+        torch.testing.assert_close(got[name], ref[name], rtol=1e-6, atol=1e-7, msg=name)
+    for name in ref_grad:
+        assert got_grad[name].dtype == t[name].dtype, name
+        # a bf16 tensor's gradient is summed over its uses in bf16 (8-bit mantissa): rounding, not bf16 maths inside
+        tol = dict(rtol=2 ** -7, atol=1e-6) if t[name].dtype == torch.bfloat16 else dict(rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(got_grad[name].float(), ref_grad[name], **tol, msg=name)
 
 
 # -------------------------------------------------------------------------------------------------------- config

@@ -143,9 +143,10 @@ def test_run_folder_checkpoint_and_load_run(synthetic_store, tmp_path):
         load_run(tmp_path / "empty")
 
 
-def test_resume_continues_exactly(synthetic_store, tmp_path):
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_resume_continues_exactly(synthetic_store, tmp_path, amp):
     # 4-slice epochs, 1 constant + 3 decaying epochs: the split at step 3 and the epoch boundary at 4 both matter
-    extra = ["data.max_slices_per_epoch=4", "optim.epochs=1", "optim.epochs_decay=3", "pool_size=2"]
+    extra = ["data.max_slices_per_epoch=4", "optim.epochs=1", "optim.epochs_decay=3", "pool_size=2", f"amp={amp}"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     train(synthetic_store, straight, "flair2t1", tiny(*extra, "max_steps=7"), progress=False)
     train(synthetic_store, split, "flair2t1", tiny(*extra, "max_steps=3"), progress=False)
@@ -211,6 +212,85 @@ def test_resume_refuses_another_store_with_the_same_config(synthetic_store, tmp_
     synthetic_store.rename(moved)
     train(moved, run, "flair2t1", tiny("max_steps=2"), resume=True, progress=False)
     assert read_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 2
+
+
+def test_resume_accepts_a_checkpoint_with_the_old_boolean_amp(synthetic_store, tmp_path):
+    """Checkpoints from before the precision modes hold ``amp: true``: it reads as ``auto``, the default."""
+    from mri_harmonic.checkpoint import latest_path
+
+    out = tmp_path / "old"
+    train(synthetic_store, out, "flair2t1", tiny("max_steps=2"), progress=False)
+    path = latest_path(out)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["config"]["amp"] = True
+    torch.save(ckpt, path)
+    train(synthetic_store, out, "flair2t1", tiny("max_steps=3"), resume=True, progress=False)
+    assert read_checkpoint(path)["step"] == 3 and read_checkpoint(path)["config"]["amp"] == "auto"
+
+
+# ---- precision and compile -----------------------------------------------------------------------------------------
+def fixed_batch(store, n: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    from mri_harmonic.data.datasets import UnpairedSliceDataset
+
+    ds = UnpairedSliceDataset(store, "flair", "t1")
+    return torch.stack([ds[i]["A"] for i in range(n)]), torch.stack([ds[i]["B"] for i in range(n)])
+
+
+def generator_output_dtypes(cfg: TrainConfig, store) -> tuple[set[torch.dtype], dict[str, torch.Tensor]]:
+    """Dtypes of ``G_AB``'s outputs during one step, and the step's losses."""
+    state = build_state(cfg, torch.device("cpu"))
+    seen: set[torch.dtype] = set()
+    state.nets["G_AB"].register_forward_hook(lambda mod, inp, out: seen.add(out.dtype))
+    losses = train_step(state, *fixed_batch(store))
+    assert all(p.dtype == torch.float32 for net in state.nets.values() for p in net.parameters())
+    return seen, losses
+
+
+def test_cpu_bf16_step_runs_the_networks_in_bf16_and_keeps_losses_float32(synthetic_store):
+    seen, losses = generator_output_dtypes(tiny("amp=bf16"), synthetic_store)
+    assert seen == {torch.bfloat16}
+    assert {"gan_ab", "cycle_a", "smooth_a", "d_a", "g_total"} <= set(losses)
+    for name, value in losses.items():
+        assert value.dtype == torch.float32 and torch.isfinite(value), name
+
+
+def test_auto_precision_falls_back_to_fp32_on_a_cpu_without_native_bf16(synthetic_store, tmp_path, monkeypatch):
+    from mri_harmonic.utils import device as devmod
+
+    for native, dtype, precision in ((False, torch.float32, "fp32"), (True, torch.bfloat16, "bf16 autocast")):
+        monkeypatch.setattr(devmod, "cpu_has_native_bf16", lambda v=native: v)
+        seen, _ = generator_output_dtypes(tiny(), synthetic_store)  # amp: auto
+        assert seen == {dtype}, native
+        out = tmp_path / f"native{native}"
+        train(synthetic_store, out, "flair2t1", tiny("max_steps=1"), progress=False)
+        import json
+        assert json.loads((out / "run.json").read_text())["precision"] == precision
+        assert precision in (out / "train.log").read_text()
+    seen, _ = generator_output_dtypes(tiny("amp=off"), synthetic_store)
+    assert seen == {torch.float32}
+
+
+def test_compile_keeps_checkpoint_keys_and_the_computation(synthetic_store, tmp_path, monkeypatch):
+    """``compile: true`` compiles in place: same checkpoint keys, and (with the eager backend, which runs the captured
+    graphs unchanged; inductor's code generation takes minutes on this CPU) the same losses step by step."""
+    import functools
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    runs = {}
+    for compiled in (False, True):
+        out = tmp_path / f"compile{compiled}"
+        train(synthetic_store, out, "flair2t1", tiny("max_steps=2", f"compile={str(compiled).lower()}"), progress=False)
+        runs[compiled] = out
+    state = build_state(tiny("compile=true"), torch.device("cpu"))
+    assert all(getattr(net, "_compiled_call_impl", None) is not None for net in state.nets.values())
+    ca, cb = (read_checkpoint(runs[c] / "checkpoints" / "latest.pt") for c in (False, True))
+    for net in ca["models"]:
+        assert list(ca["models"][net]) == list(cb["models"][net]), net
+        assert not any("_orig_mod" in k for k in cb["models"][net])
+    drop = {"elapsed_s", "pairs_per_s"}
+    assert [{k: v for k, v in r.items() if k not in drop} for r in metrics(runs[False])] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in metrics(runs[True])]
+    assert load_run(runs[True]).step == 2
 
 
 def test_cyclegan_and_distancegan_record_their_method(synthetic_store, tmp_path):

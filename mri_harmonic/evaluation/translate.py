@@ -100,10 +100,13 @@ def _check_input(path: Path, source: str) -> Any:
 
 def translate_batch(net, x, device, brain=None, amp: bool = True):
     """Network-range batch ``(B, 1, H, W)`` in [-1, 1] -> translation on [0, 1] (channels_last and, with ``amp``,
-    bf16 autocast on CUDA; fp32 elsewhere), zeroed outside ``brain`` when given. Call under ``torch.inference_mode()``."""
+    bf16 autocast on CUDA; fp32 elsewhere), zeroed outside ``brain`` when given. Call under ``torch.inference_mode()``.
+
+    On CPU this stays fp32 even where training uses bf16: inference is cheap next to training, and fp32 gives the
+    same metrics and volumes for a checkpoint on every CPU."""
     from mri_harmonic.utils.device import autocast, memory_format
 
-    with autocast(device, enabled=amp):
+    with autocast(device, "auto" if (amp and device.type == "cuda") else "off"):
         y = net(x.to(device).contiguous(memory_format=memory_format(device)))
     pred = ((y.float() + 1.0) * 0.5).clamp(0, 1)
     return pred * brain if brain is not None else pred

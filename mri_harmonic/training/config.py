@@ -50,6 +50,7 @@ RESUME_SAFE_KEYS: frozenset[str] = frozenset(
         "tensorboard",
         "device",
         "channels_last",
+        "compile",
         "data.num_workers",
     }
 )
@@ -140,8 +141,14 @@ class TrainConfig:
     """Seeds torch, numpy, python ``random``, the data order and the image pools."""
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     """``auto`` = CUDA, then MPS, then CPU. Under torchrun each process uses ``cuda:LOCAL_RANK``."""
-    amp: bool = True
-    """bf16 autocast on CUDA (no gradient scaler needed for bf16); ignored on CPU and MPS."""
+    amp: Literal["auto", "bf16", "off"] | bool = "auto"
+    """Mixed precision: ``auto`` = bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16 or AMX), fp32
+    elsewhere; ``bf16`` = bf16 autocast on CUDA and any CPU; ``off`` = fp32 (MPS: always fp32). Losses, soft
+    histograms and distances stay float32. ``true`` / ``false`` (older configs and checkpoints) read as ``auto`` /
+    ``off``. See :func:`mri_harmonic.utils.device.resolve_precision`."""
+    compile: bool = False
+    """``torch.compile`` the four networks (in place, so checkpoints keep their keys). The first steps are slow
+    (compilation; a C++ compiler is needed on CPU): worth it for long runs only."""
     channels_last: bool = False
     """channels_last memory format for networks and inputs (any device). Off by default: instance_norm returns
     NCHW whatever it gets, so the layout converts back at every layer, and in torch 2.13 on CPU its backward in
@@ -182,6 +189,9 @@ class TrainConfig:
                 f"must be > 0 or null, got {self.time_budget_minutes}")
         require(self.device in ("auto", "cpu", "cuda", "mps"), "device",
                 f"must be one of 'auto', 'cpu', 'cuda', 'mps', got {self.device!r}")
+        if isinstance(self.amp, bool):  # configs and checkpoints from before the precision modes
+            self.amp = "auto" if self.amp else "off"
+        require(self.amp in ("auto", "bf16", "off"), "amp", f"must be one of 'auto', 'bf16', 'off', got {self.amp!r}")
 
 
 def _read_with_extends(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:

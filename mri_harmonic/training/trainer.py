@@ -60,7 +60,9 @@ from mri_harmonic.training.logging import (
 from mri_harmonic.utils.device import (
     autocast,
     channels_last_fault,
+    compile_module,
     describe_device,
+    describe_precision,
     memory_format,
     resolve_device,
     rng_state,
@@ -105,6 +107,8 @@ def build_state(cfg: TrainConfig, device: torch.device, info: DistInfo = DistInf
     """The method (networks initialised, on ``device``, DDP-wrapped when distributed), Adams, schedules, pools."""
     fmt = memory_format(device, cfg.channels_last)
     method = build_method(cfg.model, cfg.loss)
+    if cfg.compile:  # in place: parameter names, hence checkpoint keys, stay those of the plain modules
+        method.nets = {k: compile_module(v) for k, v in method.nets.items()}
     method.nets = {k: wrap_ddp(v.to(device, memory_format=fmt), info, device) for k, v in method.nets.items()}
     method.prepare_training(device, data_statistics)
     lr = cfg.optim.scaled_lr(cfg.data.batch_size * info.world_size)
@@ -334,7 +338,8 @@ def write_run_files(out_dir: Path, cfg: TrainConfig, meta: Mapping[str, Any], de
     atomic_write_text(out_dir / "config.yaml", "\n".join(header) + "\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False))
     atomic_write_json(out_dir / "run.json", {
         **meta, "method": cfg.loss.method, "config_hash": config_hash(cfg), "package_version": __version__,
-        "device": describe_device(device), "world_size": info.world_size})
+        "device": describe_device(device), "precision": describe_precision(device, cfg.amp), "compile": cfg.compile,
+        "world_size": info.world_size})
 
 
 # ---- samples -------------------------------------------------------------------------------------------------------
@@ -683,9 +688,10 @@ def _train(store, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool,
                 rep.log.warning(note)
         budget = "" if cfg.time_budget_minutes is None else (
             f"; time budget {cfg.time_budget_minutes:g} min (counted across resumes, {s.elapsed_s / 60:.1f} used)")
-        rep.log.info("%s training %s (%s -> %s) on %s, %s; %d process(es); %d steps planned (%d per epoch of %d "
-                     "slices), from step %d%s", "resumed" if ckpt else "started", cfg.loss.method, domain_a, domain_b,
-                     store.path, describe_device(device), info.world_size, planned, plan.steps_per_epoch,
+        rep.log.info("%s training %s (%s -> %s) on %s, %s, %s%s; %d process(es); %d steps planned (%d per epoch of "
+                     "%d slices), from step %d%s", "resumed" if ckpt else "started", cfg.loss.method, domain_a,
+                     domain_b, store.path, describe_device(device), describe_precision(device, cfg.amp),
+                     ", compiled" if cfg.compile else "", info.world_size, planned, plan.steps_per_epoch,
                      plan.slices_per_epoch, s.step, budget)
     if world_change and info.is_main:
         print(world_change, file=sys.stderr, flush=True)

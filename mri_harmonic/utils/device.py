@@ -1,17 +1,25 @@
 """Device choice, mixed precision, memory format and seeding: the few places where hardware shows through.
 
-``auto`` picks CUDA, then Apple MPS, then CPU. On CUDA the trainer uses bf16 autocast (bf16 has fp32's exponent
-range, so no gradient scaler is needed). The channels_last memory format is opt-in and guarded: in torch 2.13 on CPU,
-``instance_norm``'s backward with a channels_last gradient at batch 1 is wrong (relative error ~1.4, batch 2 exact),
-so :func:`channels_last_fault` compares the two layouts on the actual device before a run uses it.
+``auto`` picks CUDA, then Apple MPS, then CPU. The channels_last memory format is opt-in and guarded: in torch 2.13
+on CPU, ``instance_norm``'s backward with a channels_last gradient at batch 1 is wrong (relative error ~1.4, batch 2
+exact), so :func:`channels_last_fault` compares the two layouts on the actual device before a run uses it.
+
+Precision (``TrainConfig.amp``, :func:`resolve_precision`): ``auto`` trains under bf16 autocast on CUDA and on CPUs
+with native bf16 instructions (AVX512-BF16 or AMX, :func:`cpu_has_native_bf16`), where it is faster; fp32 elsewhere
+(on an AVX2-only CPU bf16 is emulated and slower). ``bf16`` forces bf16 autocast on CUDA and on any CPU, ``off``
+is fp32. bf16 has fp32's exponent range, so no gradient scaler is needed. Under autocast the convolutions run in
+bf16; losses, soft histograms and distances switch autocast off and compute in float32
+(:mod:`mri_harmonic.models.losses`). :func:`compile_module` applies ``torch.compile`` in place (``model.compile``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
-from typing import Any, ContextManager, Iterable
+from pathlib import Path
+from typing import Any, ContextManager, Iterable, Literal
 
 import numpy as np
 import torch
@@ -59,11 +67,83 @@ def describe_device(device: torch.device) -> str:
     return str(device)
 
 
-def autocast(device: torch.device, enabled: bool = True) -> ContextManager[Any]:
-    """bf16 autocast on CUDA when ``enabled``; a no-op context elsewhere (fp32 on CPU and MPS)."""
-    if enabled and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+#: ``TrainConfig.amp`` values; ``true`` / ``false`` (configs and checkpoints from before the modes) mean ``auto`` / ``off``.
+AMP_MODES = ("auto", "bf16", "off")
+#: /proc/cpuinfo flags of native bf16 arithmetic on x86 (Intel Cooper Lake+ / AMD Zen 4+: avx512_bf16; Sapphire Rapids+: AMX).
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def normalize_amp(amp: bool | str, key: str = "amp") -> str:
+    """``auto|bf16|off`` (``True`` -> ``auto``, ``False`` -> ``off``); one-line :class:`UserInputError` otherwise."""
+    if amp is True or amp is False:
+        return "auto" if amp else "off"
+    if amp in AMP_MODES:
+        return str(amp)
+    raise UserInputError(f"key '{key}' must be one of auto, bf16, off (or true = auto, false = off); got {amp!r}")
+
+
+def _cpuinfo_flags(path: str | Path = "/proc/cpuinfo") -> set[str]:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), so that CPU autocast is faster than fp32.
+
+    Asks torch's cpuinfo (``torch.cpu._is_avx512_bf16_supported`` / ``_is_amx_tile_supported``, which also check
+    that the OS enables the registers) and falls back to the /proc/cpuinfo flags :data:`NATIVE_BF16_FLAGS`.
+    Tests monkeypatch this function to simulate either kind of CPU.
+    """
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(callable(p) for p in probes):
+        with contextlib.suppress(Exception):
+            return any(bool(p()) for p in probes)
+    return bool(_cpuinfo_flags() & set(NATIVE_BF16_FLAGS))
+
+
+def resolve_precision(device: torch.device, amp: bool | str = "auto") -> Literal["bf16", "fp32"]:
+    """The precision a run uses on ``device``: ``bf16`` (autocast) or ``fp32``.
+
+    ``auto``: bf16 on CUDA and on CPUs with native bf16 (:func:`cpu_has_native_bf16`), else fp32. ``bf16``: bf16 on
+    CUDA and on every CPU (emulated, slower, where the CPU lacks native bf16). ``off``: fp32. MPS always runs fp32.
+    """
+    mode = normalize_amp(amp)
+    if mode == "off" or device.type not in ("cuda", "cpu"):
+        return "fp32"
+    if mode == "bf16" or device.type == "cuda":
+        return "bf16"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def describe_precision(device: torch.device, amp: bool | str = "auto") -> str:
+    """``bf16 autocast`` or ``fp32``, for logs and run files."""
+    return "bf16 autocast" if resolve_precision(device, amp) == "bf16" else "fp32"
+
+
+def autocast(device: torch.device, amp: bool | str = "auto") -> ContextManager[Any]:
+    """bf16 autocast when :func:`resolve_precision` says bf16 for ``device`` and ``amp``; a no-op context otherwise."""
+    if resolve_precision(device, amp) == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def compile_module(module: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile`` ``module`` in place (``nn.Module.compile``) and return it.
+
+    In place, not ``torch.compile(module)``: the module keeps its class and its parameter names, so state dicts
+    (checkpoints) have the same keys as without compiling, and DDP and :func:`~mri_harmonic.training.distributed.unwrap`
+    see the plain module. The first steps are slow (graph capture and code generation; inductor needs a C++
+    compiler on CPU), so it pays off only in long runs.
+    """
+    module.compile()
+    return module
 
 
 def memory_format(device: torch.device, channels_last: bool | None = None) -> torch.memory_format:

@@ -5,7 +5,8 @@ the preset's. Steps are timed in rounds that alternate the methods (rotating whi
 machine load hits all methods alike; the figure per method is the median over rounds. Inputs are random images
 in [-1, 1] (step time does not depend on content).
 
-- CPU (default when no GPU): ``configs/phantom-cpu.yaml`` at 128x128.
+- CPU (default when no GPU): ``configs/phantom-cpu.yaml`` at 128x128, in the preset's precision (``amp: auto``:
+  bf16 autocast on CPUs with native bf16, else fp32; ``bench_precision.py`` compares the two).
 - CUDA: ``configs/brats-paper.yaml`` at 256x256 (ResNet-9, ngf 64, bf16 autocast, channels_last), with peak GPU
   memory per method.
 
@@ -31,7 +32,7 @@ from mri_harmonic import __version__
 from mri_harmonic.methods import build_method, method_names
 from mri_harmonic.training.config import load_train_config
 from mri_harmonic.training.trainer import build_state, train_step
-from mri_harmonic.utils.device import describe_device, resolve_device
+from mri_harmonic.utils.device import describe_device, resolve_device, resolve_precision
 from mri_harmonic.utils.io import atomic_write_json, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
         "config": str(config.relative_to(ROOT) if config.is_relative_to(ROOT) else config),
         "image_size": [size, size], "batch_size": batch,
         "model": {"ngf": base.model.ngf, "n_blocks": base.model.n_blocks, "ndf": base.model.ndf},
-        "amp_bf16": bool(cuda and base.amp), "channels_last": bool(cuda and base.channels_last),
+        "amp_bf16": resolve_precision(device, base.amp) == "bf16", "channels_last": bool(cuda and base.channels_last),
         "rounds": args.rounds, "steps_per_round": steps, "warmup_steps": warmup,
         "median_step_s": med,
         "pairs_per_s": {m: batch / v for m, v in med.items()},
