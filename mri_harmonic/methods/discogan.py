@@ -38,6 +38,9 @@ Deviations from the original, each for a reason:
   updates. ``curriculum_steps`` counts this trainer's steps (one generator and one discriminator update each);
   the original's 10,000 iterations are 6,667 generator and 3,333 discriminator updates.
 - No image pool in the original: the presets set ``pool_size: 0`` (the trainer's pool then passes fakes through).
+- Translation runs the generators in eval mode, so batch norm uses its running statistics (gathered over the
+  generator's training inputs, real and generated); the original draws its test images in train mode, with the
+  statistics of the test batch.
 
 Initialisation is PyTorch's default, as in the original (``model.init_type`` is not used). Of ``model.*`` only
 ``in_channels``, ``out_channels``, ``ngf`` and ``ndf`` apply; of ``loss.*`` only ``method`` and ``options``
