@@ -1,4 +1,5 @@
-"""Every YAML file in configs/ loads through its dataclass; the method variants differ only in loss.method."""
+"""Every YAML file in configs/ loads through its dataclass; a preset per method, whose variants differ from the
+base preset only in the method (and, for methods with their own networks and training recipe, in its settings)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from mri_harmonic.config import load_config, to_dict
 from mri_harmonic.errors import UserInputError
+from mri_harmonic.methods import METHODS, method_names
 from mri_harmonic.training.config import (
     TrainConfig,
     config_differences,
@@ -19,12 +21,13 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ALL = sorted(CONFIGS.glob("*.yaml"))
 TRAIN = [p for p in ALL if not p.name.startswith("preprocess-")]
 PREPROCESS = [p for p in ALL if p.name.startswith("preprocess-")]
+VARIANTS = [m for m in method_names() if m != "harmonic"]
 
 
 def test_configs_folder_has_the_presets():
     names = {p.name for p in TRAIN}
     for base in ("phantom-cpu", "brats-paper"):
-        for suffix in ("", "-cyclegan", "-distancegan"):
+        for suffix in ("", *(f"-{m}" for m in VARIANTS)):
             assert f"{base}{suffix}.yaml" in names
 
 
@@ -40,13 +43,41 @@ def test_preprocess_config_loads(path):
     load_config(data_config.PreprocessConfig, path)
 
 
+#: What a variant of a method with its own networks and recipe (``loss.options``) may change besides the method:
+#: its objective, optimiser, networks, batch (and the slices per epoch that keep the steps per epoch) and the image
+#: pool. Never the run length (max_steps, time_budget_minutes, optim.epochs*), the data split or the run control.
+RECIPE_KEYS = ("loss.", "optim.lr", "optim.beta1", "optim.beta2", "optim.weight_decay", "model.",
+               "data.batch_size", "data.max_slices_per_epoch", "pool_size")
+
+
 @pytest.mark.parametrize("base", ["phantom-cpu", "brats-paper"])
-def test_method_variants_differ_only_in_the_method(base):
+@pytest.mark.parametrize("method", VARIANTS)
+def test_method_variants_differ_only_in_the_method(base, method):
     ref = load_train_config(CONFIGS / f"{base}.yaml")
     assert ref.loss.method == "harmonic"
-    for method in ("cyclegan", "distancegan"):
-        var = load_train_config(CONFIGS / f"{base}-{method}.yaml")
-        assert config_differences(ref, var, ignore=()) == [f"loss.method: 'harmonic' -> '{method}'"]
+    var = load_train_config(CONFIGS / f"{base}-{method}.yaml")
+    diffs = config_differences(ref, var, ignore=())
+    assert f"loss.method: 'harmonic' -> '{method}'" in diffs
+    if not getattr(METHODS[method].Options, "__dataclass_fields__", {}):  # the CycleGAN family: the method alone
+        assert diffs == [f"loss.method: 'harmonic' -> '{method}'"]
+    else:
+        assert [d for d in diffs if not d.startswith(RECIPE_KEYS)] == []
+        assert ref.max_steps == var.max_steps and ref.time_budget_minutes == var.time_budget_minutes
+
+
+def test_discogan_presets_are_the_original_recipe():
+    for base in ("phantom-cpu", "brats-paper"):
+        cfg = load_train_config(CONFIGS / f"{base}-discogan.yaml")
+        o = cfg.optim
+        assert (o.lr, o.beta1, o.beta2, o.weight_decay, cfg.pool_size) == (2e-4, 0.5, 0.999, 1e-5, 0)
+        options = cfg.loss.options
+        assert (options["gan_weight"], options["fm_weight"], options["rate"]) == (0.1, 0.9, 0.5)
+    paper = load_train_config(CONFIGS / "brats-paper-discogan.yaml")
+    assert paper.data.batch_size == 64 and paper.loss.options["curriculum_steps"] == 10000
+    assert (paper.model.ngf, paper.model.ndf, paper.loss.options["n_layers"]) == (64, 64, 4)
+    phantom, ref = (load_train_config(CONFIGS / f"phantom-cpu{s}.yaml") for s in ("-discogan", ""))
+    steps_per_epoch = lambda c: c.data.max_slices_per_epoch // c.data.batch_size  # noqa: E731
+    assert steps_per_epoch(phantom) == steps_per_epoch(ref)
 
 
 def test_brats_paper_is_the_paper_setting():

@@ -68,6 +68,9 @@ class Method:
         self.options = self.Options(**dict(loss.options))
         self.nets: dict[str, nn.Module] = self.build_networks(discriminators=discriminators)
         self.data_statistics: dict[str, Any] | None = None
+        self.step = 0
+        """Optimisation steps completed before the current one; the trainer sets it before each step, so an
+        objective with a schedule (DiscoGAN's reconstruction curriculum) resumes exactly."""
 
     # ---- networks ------------------------------------------------------------------------------------------------
     def build_networks(self, discriminators: bool = True) -> dict[str, nn.Module]:

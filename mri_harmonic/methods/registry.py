@@ -11,10 +11,11 @@ from typing import Any, Mapping
 from mri_harmonic.errors import UserInputError
 from mri_harmonic.methods.base import Method
 from mri_harmonic.methods.cyclegan import CycleGAN
+from mri_harmonic.methods.discogan import DiscoGAN
 from mri_harmonic.methods.distancegan import DistanceGAN
 from mri_harmonic.methods.harmonic import HarmonicGAN
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (HarmonicGAN, CycleGAN, DistanceGAN)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (HarmonicGAN, CycleGAN, DistanceGAN, DiscoGAN)}
 #: The method every comparison is made against (the paper's main baseline).
 BASELINE = "cyclegan"
 

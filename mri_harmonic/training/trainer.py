@@ -159,6 +159,7 @@ def train_step(s: TrainState, real_a: torch.Tensor, real_b: torch.Tensor) -> dic
     """One optimisation step; returns detached named losses (``g_total`` is the generators' objective)."""
     real_a = real_a.to(s.device, non_blocking=True).contiguous(memory_format=s.fmt)
     real_b = real_b.to(s.device, non_blocking=True).contiguous(memory_format=s.fmt)
+    s.method.step = s.step
     g_losses, fake_a, fake_b = generator_step(s, real_a, real_b)
     d_losses = discriminator_step(s, real_a, real_b, fake_a, fake_b)
     out = {("g_total" if k == "total" else k): v.detach() for k, v in g_losses.items()}
