@@ -24,7 +24,8 @@ DATA = Path(__file__).parent / "data"
 TINY = ["model.ngf=8", "model.ndf=8", "model.n_blocks=2", "loss.smoothness.patch_size=8", "device=cpu",
         "log_every=1", "sample_every=0", "checkpoint_every=1000", "tensorboard=false", "amp=false"]
 #: Extra settings a method needs to run on 32x32 test slices.
-SMALL = {"discogan": [], "unit": []}
+SMALL = {"discogan": [], "unit": ["loss.options.dim=8", "loss.options.dis_dim=8", "loss.options.n_res=2",
+                                   "loss.options.dis_n_layer=3"]}
 
 
 def tiny(method: str, *extra: str):
