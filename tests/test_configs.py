@@ -140,3 +140,20 @@ def test_phantom_long_preset_only_stretches_the_budget():
     assert changed == {"optim.epochs", "optim.epochs_decay", "max_steps", "time_budget_minutes", "sample_every", "checkpoint_every"}
     assert long.max_steps == 4 * ref.max_steps
     assert long.optim.epochs + long.optim.epochs_decay == 4 * (ref.optim.epochs + ref.optim.epochs_decay)
+
+
+@pytest.mark.parametrize("base", ["phantom-cpu", "brats-paper"])
+def test_unit_variants_change_only_the_method_its_options_and_the_original_optimiser(base):
+    from dataclasses import asdict
+
+    from mri_harmonic.methods.unit import UNITOptions
+
+    ref, var = load_train_config(CONFIGS / f"{base}.yaml"), load_train_config(CONFIGS / f"{base}-unit.yaml")
+    changed = {d.split(":")[0] for d in config_differences(ref, var, ignore=())}
+    allowed = {"loss.method", "pool_size", "optim.lr", "optim.beta1", "optim.beta2", "optim.weight_decay"}
+    assert "loss.method" in changed and changed <= allowed | {k for k in changed if k.startswith("loss.options.")}
+    # the release's Adam (configs/unit_*.yaml: lr 1e-4, betas 0.5/0.999, weight decay 1e-4) and no image pool
+    assert (var.optim.lr, var.optim.beta1, var.optim.beta2, var.optim.weight_decay) == (1e-4, 0.5, 0.999, 1e-4)
+    assert var.pool_size == 0 and var.loss.gan_mode == "lsgan"
+    if base == "brats-paper":
+        assert var.loss.options == asdict(UNITOptions())  # the original's networks and loss weights

@@ -26,7 +26,7 @@ TINY = ["model.ngf=8", "model.ndf=8", "model.n_blocks=2", "loss.smoothness.patch
 #: Extra settings a method needs to run on 32x32 test slices.
 SMALL = {"discogan": ["loss.options.n_layers=3",  # 32 px / 2**3 = 4 px left for the discriminator's 4x4 head
                      "loss.options.curriculum_steps=3"],  # the resumed half crosses the curriculum's end
-         "unit": []}
+         "unit": ["loss.options.dim=8", "loss.options.dis_dim=8", "loss.options.n_res=2", "loss.options.dis_n_layer=3"]}
 
 
 def tiny(method: str, *extra: str):

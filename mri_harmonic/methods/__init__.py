@@ -5,6 +5,7 @@
 - :mod:`~mri_harmonic.methods.cyclegan`, :mod:`~mri_harmonic.methods.harmonic`,
   :mod:`~mri_harmonic.methods.distancegan`: CycleGAN and the two methods built on its networks.
 - :mod:`~mri_harmonic.methods.discogan`: DiscoGAN, with its own encoder-decoder networks and objective.
+- :mod:`~mri_harmonic.methods.unit`: UNIT, coupled VAE-GANs with a shared latent space and shared layers.
 """
 
 from mri_harmonic.methods.base import Method, unwrap

@@ -14,8 +14,9 @@ from mri_harmonic.methods.cyclegan import CycleGAN
 from mri_harmonic.methods.discogan import DiscoGAN
 from mri_harmonic.methods.distancegan import DistanceGAN
 from mri_harmonic.methods.harmonic import HarmonicGAN
+from mri_harmonic.methods.unit import UNIT
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (HarmonicGAN, CycleGAN, DistanceGAN, DiscoGAN)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (HarmonicGAN, CycleGAN, DistanceGAN, DiscoGAN, UNIT)}
 #: The method every comparison is made against (the paper's main baseline).
 BASELINE = "cyclegan"
 
