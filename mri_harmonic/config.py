@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import types
-import typing
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, TypeVar, Union, get_args, get_origin, get_type_hints
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, log, phantom_complete, repo_relative, run_cli, versions, write_json  # noqa: E402
+
 from mri_harmonic.evaluation.tables import markdown_table  # noqa: E402
 
 #: control -> (column of rates.csv, bound, "max"/"min", what it means)

@@ -34,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-
 from smoothness_defaults import DIRECTIONS, SIGMAS, graph_metrics, load_slices  # noqa: E402
 
 from mri_harmonic.evaluation.tables import markdown_table  # noqa: E402

@@ -26,7 +26,19 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, phantom_complete, preset_config, repo_relative, log, read_json, run_cli, train_command, train_in_parallel, versions, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    log,
+    phantom_complete,
+    preset_config,
+    read_json,
+    repo_relative,
+    run_cli,
+    train_command,
+    train_in_parallel,
+    versions,
+    write_json,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

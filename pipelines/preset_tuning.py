@@ -27,9 +27,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    ROOT, is_better, markdown_rows, parse_variants, repo_relative, run_cli, train_command, train_in_parallel,
-    training_clocks, versions, write_json,
+    ROOT,
+    is_better,
+    markdown_rows,
+    parse_variants,
+    repo_relative,
+    run_cli,
+    train_command,
+    train_in_parallel,
+    training_clocks,
+    versions,
+    write_json,
 )
+
 from mri_harmonic.evaluation.evaluate import REFERENCE_RUN  # noqa: E402
 
 #: Every variant: no wall-clock stop (the step count binds), sparser samples and checkpoints kept for inspection.

@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, log, phantom_complete, read_json, repo_relative, run_cli, train_command  # noqa: E402
+
 from mri_harmonic.cli.train import EXIT_TIME_BUDGET  # noqa: E402
 
 DEFAULT_CONFIG = "configs/phantom-cpu-long.yaml"

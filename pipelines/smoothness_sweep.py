@@ -21,9 +21,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    ROOT, is_better, markdown_rows, parse_variants, repo_relative, run_cli, train_command, train_in_parallel, training_clocks,
-    versions, write_json,
+    ROOT,
+    is_better,
+    markdown_rows,
+    parse_variants,
+    repo_relative,
+    run_cli,
+    train_command,
+    train_in_parallel,
+    training_clocks,
+    versions,
+    write_json,
 )
+
 from mri_harmonic.evaluation.evaluate import REFERENCE_RUN  # noqa: E402
 from mri_harmonic.evaluation.metrics import METRICS  # noqa: E402
 
@@ -52,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     store = args.work / "store"
     base_runs = {name: args.work / "runs" / name for name in ("cyclegan", "harmonic")}
-    for name, path in base_runs.items():
+    for path in base_runs.values():
         if not (path / "DONE").is_file():
             raise SystemExit(f"error: {path} is not a finished run; run pipelines/phantom_benchmark.py first")
 

@@ -15,6 +15,7 @@ sys.path.insert(0, str(ROOT / "pipelines"))
 
 import _common  # noqa: E402
 import brats  # noqa: E402
+
 from mri_harmonic.training.config import load_train_config  # noqa: E402
 from mri_harmonic.training.trainer import plan_run, train  # noqa: E402
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import make_synthetic_store
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from conftest import make_synthetic_store
 from mri_harmonic.errors import UserInputError
 from mri_harmonic.evaluation.evaluate import evaluate, parse_directions, pick_slices, run_labels
 from mri_harmonic.evaluation.tables import PAPER_LABEL, paper_table1
@@ -69,8 +69,8 @@ def test_outputs_written(evaluated):
 
 def test_per_slice_metrics_match_independent_reference(evaluated):
     """Re-translate one slice by hand and score it with scikit-image / NumPy."""
-    from mri_harmonic.data.store import SliceStore
     from mri_harmonic.checkpoint import load_run
+    from mri_harmonic.data.store import SliceStore
 
     root, store_path, runs, result = evaluated
     store = SliceStore(store_path)

@@ -13,7 +13,12 @@ from typer.testing import CliRunner
 
 from mri_harmonic.cli import app, main
 from mri_harmonic.data.phantom import (
-    LAYOUTS, case_name, generate_phantom, simulate_subject, simulate_with_fractions, write_subject,
+    LAYOUTS,
+    case_name,
+    generate_phantom,
+    simulate_subject,
+    simulate_with_fractions,
+    write_subject,
 )
 from mri_harmonic.data.phantom.anatomy import grid_affine, voxel_size
 from mri_harmonic.data.phantom.tissue import SEQUENCES, TISSUES, csf_null_ti, signal

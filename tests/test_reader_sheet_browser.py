@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_reader_study import expected_scores, make_cases, simulate_reader  # noqa: E402  (tests/ is on sys.path)
 
 from mri_harmonic.evaluation.reader_study import ANSWER_COLUMNS, score_reader_study, write_reader_study
-
-from test_reader_study import expected_scores, make_cases, simulate_reader  # noqa: E402  (tests/ is on sys.path)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

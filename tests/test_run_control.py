@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_training import TINY, cli, metrics, tiny
 
 from mri_harmonic.checkpoint import latest_path, periodic_checkpoints, read_checkpoint
 from mri_harmonic.errors import UserInputError
 from mri_harmonic.training.config import load_train_config
 from mri_harmonic.training.trainer import build_state, plan_run, train, train_step
 from mri_harmonic.utils.device import channels_last_fault
-from test_training import TINY, cli, metrics, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 

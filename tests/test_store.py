@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_synthetic_store
+
 from mri_harmonic.data.datasets import PairedSliceDataset, UnpairedSliceDataset, to_network, to_unit
 from mri_harmonic.data.store import SliceStore
 from mri_harmonic.errors import UserInputError

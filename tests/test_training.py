@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_synthetic_store
+
+from mri_harmonic.checkpoint import load_run, read_checkpoint
 from mri_harmonic.cli import main as cli_main
 from mri_harmonic.errors import UserInputError
-from mri_harmonic.checkpoint import load_run, read_checkpoint
 from mri_harmonic.training.config import TrainConfig, load_train_config
 from mri_harmonic.training.distributed import DistInfo, ResumableDistributedSampler
 from mri_harmonic.training.image_pool import ImagePool

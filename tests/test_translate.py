@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-
 from conftest import make_synthetic_store
+
 from mri_harmonic.config import dump_config
-from mri_harmonic.errors import UserInputError
 from mri_harmonic.data.sitk_io import keeps_locale
+from mri_harmonic.errors import UserInputError
 from mri_harmonic.evaluation.translate import modality_from_name, translate
 
 SHAPE = (28, 30, 12)
@@ -72,8 +72,8 @@ def test_round_trip_geometry_and_readers(setup):
 
 
 def test_output_equals_model_on_preprocessed_slices(setup):
-    from mri_harmonic.data.geometry import prepare_volume, slice_to_source_voxel
     from mri_harmonic.checkpoint import load_run
+    from mri_harmonic.data.geometry import prepare_volume, slice_to_source_voxel
 
     root, _, run, pre, volume, _ = setup
     out = root / "out" / "check.nii.gz"
@@ -268,12 +268,12 @@ def test_cli_translate(setup, tmp_path, capsys):
 def test_translate_agrees_with_store_slices_of_real_preprocess(tmp_path):
     """Store built by the real `preprocess` from NIfTI files -> tiny run -> `translate` of one subject's FLAIR:
     each stored slice of that subject, put through the generator, equals the translated volume at its voxels."""
+    from mri_harmonic.checkpoint import load_run
     from mri_harmonic.config import from_dict
     from mri_harmonic.data.config import PreprocessConfig
     from mri_harmonic.data.geometry import slice_to_source_voxel
     from mri_harmonic.data.preprocess import preprocess
     from mri_harmonic.data.store import SliceStore
-    from mri_harmonic.checkpoint import load_run
     from mri_harmonic.training.config import TrainConfig
     from mri_harmonic.training.trainer import train
 
@@ -345,7 +345,7 @@ def test_nrrd_mha_and_dicom_inputs_match_the_nifti_path(setup, tmp_path):
     sitk.WriteImage(img, str(nifti))
     ref = nib.load(str(translate(run, nifti, tmp_path / "ref.nii.gz", device="cpu")[0])).get_fdata()
     inputs = {"nrrd": tmp_path / "in.nrrd", "mha": tmp_path / "in.mha"}
-    for fmt, path in inputs.items():
+    for path in inputs.values():
         sitk.WriteImage(img, str(path))
     inputs["dicom"] = _write_dicom_series(img, tmp_path / "dicom")
     for fmt, path in inputs.items():

@@ -122,7 +122,7 @@ def test_summary_rates():
     blob = _blob(free, value=0.9)
     cases = [(img, img, brain, seg), (erased, img, brain, seg), (blob, free, fb, fs), (free, free, fb, fs)]
     slices, lesions = [], []
-    for i, (p, t, b, s) in enumerate(cases):
+    for p, t, b, s in cases:
         rec, les = tumour_fidelity(p, t, b, s, "flair")
         slices.append(dict(run="r", method="m", direction="t12flair", **rec))
         lesions += [dict(run="r", method="m", direction="t12flair", **x) for x in les]

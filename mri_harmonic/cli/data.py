@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import signal
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -41,9 +40,9 @@ def register(app: typer.Typer) -> None:
     def preprocess_cmd(
         data_dir: Path = typer.Argument(..., metavar="DATA_DIR", help="Folder of BraTS 2018-2021, BraTS 2023+ or MSD Task01 cases."),
         store: Path = typer.Argument(..., metavar="STORE", help="Slice store folder to write (an interrupted run resumes from STORE.partial)."),
-        config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML with PreprocessConfig keys, e.g. configs/preprocess-phantom.yaml."),
-        set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: --set spacing=[2,2,2] (repeatable)."),
-        workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Parallel processes (default: CPU count, at most 8)."),
+        config: Path | None = typer.Option(None, "--config", "-c", help="YAML with PreprocessConfig keys, e.g. configs/preprocess-phantom.yaml."),
+        set_: list[str] | None = typer.Option(None, "--set", help="Override a config key: --set spacing=[2,2,2] (repeatable)."),
+        workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Parallel processes (default: CPU count, at most 8)."),
         strict: bool = typer.Option(False, "--strict", help="Stop at the first bad subject instead of skipping it."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a store (or resume folder) built with another config."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),

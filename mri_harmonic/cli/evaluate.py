@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 
 def evaluate_command(
-    runs: List[Path] = typer.Argument(..., metavar="RUN", help="Run folders of `mri-harmonic train` (each with checkpoints/latest.pt)."),
+    runs: list[Path] = typer.Argument(..., metavar="RUN", help="Run folders of `mri-harmonic train` (each with checkpoints/latest.pt)."),
     store: Path = typer.Option(..., "--store", help="Slice store to evaluate on (`mri-harmonic preprocess` output)."),
     split: str = typer.Option("test", "--split", help="Store split to evaluate."),
     direction: str = typer.Option("both", "--direction", help="both, flair2t1 or t12flair."),
@@ -27,7 +26,6 @@ def evaluate_command(
     """Translate every slice of a split with each run (both directions), score it, write tables/figures/report.md."""
     from mri_harmonic.evaluation.evaluate import evaluate
     from mri_harmonic.evaluation.tables import table1_markdown
-
     from mri_harmonic.utils.io import removed_on_error
 
     with removed_on_error(out):  # a failed evaluation leaves no empty --out folder
@@ -44,8 +42,8 @@ def translate_command(
     run: Path = typer.Argument(..., metavar="RUN", help="Run folder of `mri-harmonic train`."),
     input_path: Path = typer.Argument(..., metavar="INPUT", help="A 3-D NIfTI of the source modality, or a data folder."),
     output_path: Path = typer.Argument(..., metavar="OUTPUT", help="Output .nii.gz (file input) or folder (folder input)."),
-    direction: Optional[str] = typer.Option(None, "--direction", help="flair2t1 or t12flair (default: the run's)."),
-    store_config: Optional[Path] = typer.Option(None, "--store-config", help="Store (or its config.yaml) whose preprocessing to apply; default: the run's training store."),
+    direction: str | None = typer.Option(None, "--direction", help="flair2t1 or t12flair (default: the run's)."),
+    store_config: Path | None = typer.Option(None, "--store-config", help="Store (or its config.yaml) whose preprocessing to apply; default: the run's training store."),
     scale: float = typer.Option(1.0, "--scale", help="Output intensity factor: 1 = normalised [0,1] units, 255 = the paper's scale."),
     batch_size: int = typer.Option(16, "--batch-size", help="Slices per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),

@@ -7,7 +7,6 @@ readers send back (:func:`mri_harmonic.evaluation.reader_study.score_reader_stud
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
 
 import typer
 
@@ -22,7 +21,7 @@ reader_study_app = typer.Typer(
 
 @reader_study_app.command("score")
 def score(
-    answers: List[Path] = typer.Argument(
+    answers: list[Path] = typer.Argument(
         ..., metavar="ANSWERS",
         help="Answer CSVs saved from sheet.html (reader_answers_NAME.csv) or a filled answers_template.csv."
     ),

@@ -10,7 +10,6 @@ bad input. Every process of a torchrun job exits with the same status.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -23,9 +22,9 @@ def train_command(
     direction: str = typer.Option("flair2t1", "--direction", "-d",
                                   help="flair2t1 (domain A = flair) or t12flair (A = t1); both generators train."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (e.g. runs/NAME); created if missing."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c",
+    config: Path | None = typer.Option(None, "--config", "-c",
                                           help="YAML config (configs/*.yaml); defaults in TrainConfig otherwise."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key: --set model.ngf=32 (repeatable)."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Override a key: --set model.ngf=32 (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/latest.pt."),
     allow_world_size_change: bool = typer.Option(
         False, "--allow-world-size-change",
@@ -43,10 +42,9 @@ def train_command(
     (time_budget_minutes; continue with --resume and a larger budget); 128 + signal when stopped by a signal
     (130 Ctrl-C, 143 SIGTERM; continue with --resume); 2 bad input.
     """
+    from mri_harmonic.errors import UserInputError
     from mri_harmonic.training.distributed import env_dist_info
     from mri_harmonic.training.trainer import domains_for, resolve_config, train
-
-    from mri_harmonic.errors import UserInputError
 
     domains_for(direction)
     if checkpoint != "latest" and not resume:

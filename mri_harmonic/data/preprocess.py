@@ -29,8 +29,8 @@ import multiprocessing as mp
 import os
 import shutil
 import time
-from dataclasses import replace
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 

@@ -245,7 +245,7 @@ class SliceStore:
             self._arrays[key] = np.load(self.path / split / f"{name}.npy", mmap_mode="r")
         return self._arrays[key]
 
-    def require(self, split: str | None = None, modalities: list[str] | tuple[str, ...] | None = None) -> "SliceStore":
+    def require(self, split: str | None = None, modalities: list[str] | tuple[str, ...] | None = None) -> SliceStore:
         """Raise a one-line error unless the store has ``split`` (with slices) and all ``modalities``."""
         if split is not None and split not in self.splits:
             raise UserInputError(

@@ -161,8 +161,8 @@ def group_runs(evaluated: Sequence[EvaluatedRun]) -> None:
 
 def load_runs(runs: Sequence[str | os.PathLike], store, device, checkpoint: str | int = "latest") -> list[EvaluatedRun]:
     """Load every run; a checkpoint of another slice size than the store -> one-line error naming it."""
-    from mri_harmonic.config import config_hash
     from mri_harmonic.checkpoint import load_run
+    from mri_harmonic.config import config_hash
 
     if isinstance(runs, (str, os.PathLike)):
         runs = [runs]
@@ -330,7 +330,7 @@ def evaluate(
     return result
 
 
-def _comparison_section(result: "EvaluationResult") -> list[str]:
+def _comparison_section(result: EvaluationResult) -> list[str]:
     """report.md lines: paired differences against the baseline run (empty with a single run)."""
     if result.comparison is None or result.comparison.empty:
         return []
@@ -432,7 +432,13 @@ def _write_outputs(result, evaluated, store, split, dirs, dev, kept, sample_pos,
 
 def report_markdown(result: EvaluationResult, inputs: dict[str, Any], paths: dict[str, Path]) -> str:
     """``report.md``: inputs, conventions, Table 1 (with the paper's block), regional summary, tumour checks, figures."""
-    from mri_harmonic.evaluation.tables import DIRECTION_TITLES, markdown_table, table1_markdown, paper_table1, tumour_markdown
+    from mri_harmonic.evaluation.tables import (
+        DIRECTION_TITLES,
+        markdown_table,
+        paper_table1,
+        table1_markdown,
+        tumour_markdown,
+    )
 
     out = result.out_dir
     rel = lambda p: Path(p).relative_to(out).as_posix()  # noqa: E731

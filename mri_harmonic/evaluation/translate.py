@@ -246,7 +246,7 @@ def translate(
     amp: bool = True,
     progress: bool = True,
     checkpoint: str | int = "latest",
-) -> "Translated":
+) -> Translated:
     """Translate ``input_path`` (a NIfTI volume, or a data folder of subjects) with the run's generator.
 
     Args:

@@ -24,16 +24,13 @@ from torch import nn
 
 from mri_harmonic.errors import UserInputError
 from mri_harmonic.models.config import VGG16_RELU_INDEX, SmoothnessConfig
+from mri_harmonic.utils.device import no_autocast as _no_autocast
 
 #: torchvision's VGG-16 ``features`` ("D" configuration of Simonyan & Zisserman, ICLR 2015); "M" = 2x2 max pool.
 VGG16_CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 #: ImageNet channel statistics used to train torchvision's VGG-16 (inputs in [0, 1]).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _no_autocast(t: torch.Tensor):
-    return torch.autocast(device_type=t.device.type, enabled=False)
 
 
 def extract_patches(img: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -171,7 +168,7 @@ class VGGPatchFeatures(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def train(self, mode: bool = True) -> "VGGPatchFeatures":
+    def train(self, mode: bool = True) -> VGGPatchFeatures:
         super().train(mode)
         self.net.eval()  # frozen: never in training mode
         return self

@@ -22,10 +22,7 @@ from torch import nn
 
 from mri_harmonic.models.config import SmoothnessConfig
 from mri_harmonic.models.features import build_patch_features
-
-
-def _no_autocast(t: torch.Tensor):
-    return torch.autocast(device_type=t.device.type, enabled=False)
+from mri_harmonic.utils.device import no_autocast as _no_autocast
 
 
 def _f32(t: torch.Tensor) -> torch.Tensor:
@@ -210,7 +207,7 @@ class DistanceLoss(nn.Module):
         self.register_buffer("mu_target", torch.tensor(0.0))
         self.register_buffer("sigma_target", torch.tensor(1.0))
 
-    def set_stats(self, source: tuple[float, float], target: tuple[float, float]) -> "DistanceLoss":
+    def set_stats(self, source: tuple[float, float], target: tuple[float, float]) -> DistanceLoss:
         """Set ``(mu, sigma)`` of the source and target domains' distances; returns ``self``."""
         for name, (mu, sd) in (("source", source), ("target", target)):
             if not sd > 0:

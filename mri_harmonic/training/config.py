@@ -27,7 +27,6 @@ from typing import Any, Iterable, Literal, Mapping
 from mri_harmonic.config import (
     config_hash,
     deep_merge,
-    from_dict,
     from_layers,
     read_yaml,
     require,

@@ -28,24 +28,24 @@ import yaml
 from torch import nn
 
 from mri_harmonic import __version__
+from mri_harmonic import checkpoint as ckpt_io
 from mri_harmonic.config import config_hash, from_dict, to_dict
 from mri_harmonic.data.datasets import PairedSliceDataset, UnpairedSliceDataset, to_network, to_unit
 from mri_harmonic.data.store import SliceStore
 from mri_harmonic.directions import modalities_of
 from mri_harmonic.errors import UserInputError
 from mri_harmonic.methods import Method, build_method
-from mri_harmonic import checkpoint as ckpt_io
 from mri_harmonic.training.config import TrainConfig, config_differences, load_train_config, resume_hash
 from mri_harmonic.training.distributed import (
     DistInfo,
-    barrier,
     ResumableDistributedSampler,
     all_reduce_mean,
-    gather_to_main,
-    reduce_max_many,
+    barrier,
     cleanup_distributed,
     env_dist_info,
+    gather_to_main,
     init_distributed,
+    reduce_max_many,
     unwrap,
     wrap_ddp,
 )
@@ -70,6 +70,7 @@ from mri_harmonic.utils.device import (
     set_rng_state,
 )
 from mri_harmonic.utils.io import atomic_write_json, atomic_write_text, ensure_writable_dir
+
 
 # ---- state -------------------------------------------------------------------------------------------------------
 @dataclass
@@ -451,7 +452,7 @@ class StopRequest:
             raise KeyboardInterrupt
         self.signum, self.signal = int(signum), signal.Signals(signum).name
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self.handler)

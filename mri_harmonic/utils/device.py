@@ -127,6 +127,11 @@ def describe_precision(device: torch.device, amp: bool | str = "auto") -> str:
     return "bf16 autocast" if resolve_precision(device, amp) == "bf16" else "fp32"
 
 
+def no_autocast(t: torch.Tensor) -> ContextManager[Any]:
+    """Autocast switched off for ``t``'s device: where losses, histograms and distances compute in float32."""
+    return torch.autocast(device_type=t.device.type, enabled=False)
+
+
 def autocast(device: torch.device, amp: bool | str = "auto") -> ContextManager[Any]:
     """bf16 autocast when :func:`resolve_precision` says bf16 for ``device`` and ``amp``; a no-op context otherwise."""
     if resolve_precision(device, amp) == "bf16":

@@ -95,7 +95,7 @@ def atomic_write_json(target: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(target, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
-def atomic_write_csv(target: str | os.PathLike, frame: "Any", **kwargs: Any) -> Path:
+def atomic_write_csv(target: str | os.PathLike, frame: Any, **kwargs: Any) -> Path:
     """Write a pandas DataFrame as CSV atomically (``index=False`` unless given)."""
     kwargs.setdefault("index", False)
     with atomic_path(target) as tmp:

@@ -34,10 +34,10 @@ SHAPE = (240, 240, 155)
 
 def _child(args: argparse.Namespace) -> None:
     """One preprocess run in this (fresh) process; prints a JSON line with the summary and memory figures."""
+    import mri_harmonic.data.transforms  # noqa: F401 - import MONAI before timing, as the CLI has by then
     from mri_harmonic.config import load_config
     from mri_harmonic.data.config import PreprocessConfig
     from mri_harmonic.data.preprocess import preprocess
-    import mri_harmonic.data.transforms  # noqa: F401 - import MONAI before timing, as the CLI has by then
 
     cfg = load_config(PreprocessConfig, None, args.set or None)
     t0 = time.perf_counter()

@@ -25,7 +25,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import ROOT, log, phantom_complete, repo_relative, run_cli, train_command, train_in_parallel, training_clocks  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    log,
+    phantom_complete,
+    repo_relative,
+    run_cli,
+    train_command,
+    train_in_parallel,
+    training_clocks,
+)
 
 PRECISIONS = {"fp32": "off", "bf16": "bf16"}
 SEEDS = (0, 1)

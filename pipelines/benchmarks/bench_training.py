@@ -1,7 +1,8 @@
-"""Training step time of HarmonicGAN vs CycleGAN vs DistanceGAN at the same config, measured side by side.
+"""Training step time of every registered method at one image size, measured side by side.
 
-The methods differ only in ``loss.method``; everything else (networks, image size, batch, device, precision) is
-the preset's. Steps are timed in rounds that alternate the methods (rotating which goes first), so that drift in
+The CycleGAN family (harmonic, cyclegan, distancegan) differ only in ``loss.method``: same networks, batch, device
+and precision, so their ratios isolate the extra term's cost. DiscoGAN and UNIT bring their own networks and batch,
+so they run with their own preset beside the base one (``phantom-cpu-discogan.yaml``, ...); compare them per pair. Steps are timed in rounds that alternate the methods (rotating which goes first), so that drift in
 machine load hits all methods alike; the figure per method is the median over rounds. Inputs are random images
 in [-1, 1] (step time does not depend on content).
 
@@ -70,6 +71,13 @@ def smoothness_share(state, size: int, batch: int) -> float:
     return (time.perf_counter() - t) / 5
 
 
+def method_preset(config: Path, method: str) -> Path:
+    """The method's own preset beside ``config`` (``phantom-cpu-unit.yaml`` for ``phantom-cpu.yaml``), which carries
+    its networks and batch; ``config`` itself (with ``loss.method`` set) for the CycleGAN family's or when absent."""
+    own = config.with_name(f"{config.stem}-{method}{config.suffix}")
+    return own if method != "harmonic" and own.is_file() else config
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
@@ -94,28 +102,29 @@ def main(argv: list[str] | None = None) -> dict:
     base = load_train_config(config, [f"device={device.type}"])
     batch = base.data.batch_size
 
-    a = (torch.rand(batch, 1, size, size) * 2 - 1).to(device)
-    b = (torch.rand(batch, 1, size, size) * 2 - 1).to(device)
-    states = {}
+    states, batches, configs = {}, {}, {}
     for m in METHODS:
         torch.manual_seed(0)
-        cfg = load_train_config(config, [f"device={device.type}", f"loss.method={m}"])
-        # statistics from the random batch below: values do not change the step's cost
+        configs[m] = method_preset(config, m)
+        cfg = load_train_config(configs[m], [f"device={device.type}", f"loss.method={m}"])
+        n = cfg.data.batch_size
+        batches[m] = tuple((torch.rand(n, 1, size, size) * 2 - 1).to(device) for _ in "AB")
+        # statistics from the random batch: values do not change the step's cost
         probe = build_method(cfg.model, cfg.loss, discriminators=False)
-        stats = probe.estimate_data_statistics(iter(a), iter(b)) if probe.needs_data_statistics else None
+        stats = probe.estimate_data_statistics(iter(batches[m][0]), iter(batches[m][1])) if probe.needs_data_statistics else None
         states[m] = build_state(cfg, device, data_statistics=stats)
     peak_mb = {}
     for m, s in states.items():
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
-        time_steps(s, a, b, warmup)
+        time_steps(s, *batches[m], warmup)
         if cuda:
             peak_mb[m] = torch.cuda.max_memory_allocated(device) / 2**20
     per_step: dict[str, list[float]] = {m: [] for m in METHODS}
     for r in range(args.rounds):
         order = METHODS[r % len(METHODS):] + METHODS[: r % len(METHODS)]
         for m in order:
-            per_step[m].append(time_steps(states[m], a, b, steps))
+            per_step[m].append(time_steps(states[m], *batches[m], steps))
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{m} {per_step[m][-1] * 1000:.0f} ms" for m in METHODS),
               flush=True)
     med = {m: statistics.median(v) for m, v in per_step.items()}
@@ -132,8 +141,10 @@ def main(argv: list[str] | None = None) -> dict:
         "model": {"ngf": base.model.ngf, "n_blocks": base.model.n_blocks, "ndf": base.model.ndf},
         "amp_bf16": resolve_precision(device, base.amp) == "bf16", "channels_last": bool(cuda and base.channels_last),
         "rounds": args.rounds, "steps_per_round": steps, "warmup_steps": warmup,
+        "method_configs": {m: str(c.relative_to(ROOT) if c.is_relative_to(ROOT) else c) for m, c in configs.items()},
+        "batch_sizes": {m: batches[m][0].shape[0] for m in METHODS},
         "median_step_s": med,
-        "pairs_per_s": {m: batch / v for m, v in med.items()},
+        "pairs_per_s": {m: batches[m][0].shape[0] / v for m, v in med.items()},
         "step_time_ratio_vs_cyclegan": {m: med[m] / med["cyclegan"] for m in METHODS},
         # within-round ratios cancel load drift between rounds; their median is the steadier comparison
         "paired_ratio_vs_cyclegan": {m: statistics.median(x / c for x, c in zip(per_step[m], per_step["cyclegan"]))
@@ -148,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"device: {result['device']}; {size}x{size}, batch {batch}, config {result['config']}")
     for m in METHODS:
         mem = f", peak {peak_mb[m]:.0f} MiB" if peak_mb else ""
-        print(f"  {m:12s} {med[m] * 1000:8.1f} ms/step  {batch / med[m]:7.2f} pairs/s  "
+        print(f"  {m:12s} {med[m] * 1000:8.1f} ms/step  {result['pairs_per_s'][m]:7.2f} pairs/s  "
               f"x{result['paired_ratio_vs_cyclegan'][m]:.3f} (paired){mem}")
     print(f"  smoothness fwd+bwd (both cycles): {smooth_s * 1000:.1f} ms/step; harmonic/cyclegan = {ratio:.3f} "
           f"({'meets' if ratio <= 1.10 else 'misses'} the <= 1.10 target)")
@@ -159,13 +170,13 @@ def write_report(r: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "training.json", r)
     rows = "\n".join(
-        f"| {m} | {r['median_step_s'][m] * 1000:.1f} | {r['pairs_per_s'][m]:.2f} | {r['step_time_ratio_vs_cyclegan'][m]:.3f} |"
+        f"| {m} | `{r.get('method_configs', {}).get(m, r['config'])}`, batch {r.get('batch_sizes', {}).get(m, r['batch_size'])} | {r['median_step_s'][m] * 1000:.1f} | {r['pairs_per_s'][m]:.2f} | {r['step_time_ratio_vs_cyclegan'][m]:.3f} |"
         f" {r['paired_ratio_vs_cyclegan'][m]:.3f} |"
         + (f" {r['peak_gpu_memory_mib'][m]:.0f} |" if r["peak_gpu_memory_mib"] else "")
         for m in METHODS)
     mem_head = " peak GPU MiB |" if r["peak_gpu_memory_mib"] else ""
     mem_rule = "---:|" if r["peak_gpu_memory_mib"] else ""
-    text = f"""# Training step time: harmonic vs cyclegan vs distancegan
+    text = f"""# Training step time of every method
 
 Written by `pipelines/benchmarks/bench_training.py` on {r['created']} (mri-harmonic {r['package_version']}, torch {r['torch']}).
 
@@ -173,8 +184,8 @@ Written by `pipelines/benchmarks/bench_training.py` on {r['created']} (mri-harmo
 - Config `{r['config']}` at {r['image_size'][0]}x{r['image_size'][1]}, batch {r['batch_size']}, generator ngf {r['model']['ngf']} x {r['model']['n_blocks']} blocks, discriminator ndf {r['model']['ndf']}; bf16 autocast {r['amp_bf16']}, channels_last {r['channels_last']}
 - {r['rounds']} alternating rounds x {r['steps_per_round']} steps per method (after {r['warmup_steps']} warm-up steps); median per step. Random inputs.
 
-| method | ms / step | pairs / s | x cyclegan (medians) | x cyclegan (median of within-round ratios) |{mem_head}
-|---|---:|---:|---:|---:|{mem_rule}
+| method | preset, batch | ms / step | pairs / s | x cyclegan (medians) | x cyclegan (median of within-round ratios) |{mem_head}
+|---|---|---:|---:|---:|---:|{mem_rule}
 {rows}
 
 Smoothness term (forward + backward, both cycles) alone: {r['smoothness_fwd_bwd_s_per_step'] * 1000:.1f} ms per step.

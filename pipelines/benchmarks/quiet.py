@@ -53,7 +53,7 @@ class LoadMonitor:
     load_after: list[float] | None = None
     _start: tuple = field(default=(), repr=False)
 
-    def __enter__(self) -> "LoadMonitor":
+    def __enter__(self) -> LoadMonitor:
         self.load_before = load_average()
         self._start = (time.perf_counter(), _busy_cpu_s(), _own_cpu_s())
         return self

@@ -143,8 +143,8 @@ def candidate_voxels(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarra
     half_out, lo, hi = _placement(shape, centre)
     coarse = ndimage.zoom(_mni_maps()[2], 0.25, order=1, grid_mode=True, mode="grid-constant")  # 4 mm grid
     reach = ndimage.gaussian_filter(coarse, 2.0, mode="constant") > 0.005
-    axes = [(np.arange(l, h, dtype=np.float32) - c) * s for l, h, c in zip(lo, hi, half_out)]
-    box = tuple(int(h - l) for l, h in zip(lo, hi))
+    axes = [(np.arange(lo_i, h, dtype=np.float32) - c) * s for lo_i, h, c in zip(lo, hi, half_out)]
+    box = tuple(int(h - lo_i) for lo_i, h in zip(lo, hi))
     coords = np.stack(np.broadcast_arrays(
         -axes[0][:, None, None] + centre[0], -axes[1][None, :, None] + centre[1], axes[2][None, None, :] + centre[2]
     )).astype(np.float32)
@@ -175,7 +175,7 @@ def sample_anatomy(rng: np.random.Generator, shape: tuple[int, int, int]) -> tup
 
     # Output voxel -> MNI voxel. MNI axes are RAS and ours LPS, so x and y flip.
     ijk = np.unravel_index(flat, box)
-    x, y, z = ((idx + l - c).astype(np.float32) * s for idx, l, c in zip(ijk, lo, half_out))
+    x, y, z = ((idx + lo_i - c).astype(np.float32) * s for idx, lo_i, c in zip(ijk, lo, half_out))
     cos, sin = np.float32(np.cos(angle)), np.float32(np.sin(angle))
     k = np.float32(disp_mm / norm)
     coords = np.stack([
@@ -195,7 +195,7 @@ def sample_anatomy(rng: np.random.Generator, shape: tuple[int, int, int]) -> tup
     wm_v[over] /= total[over]
     csf_v = np.where(inside, np.clip(1.0 - gm_v - wm_v, 0.0, 1.0), 0.0).astype(np.float32)
 
-    where = tuple(idx + l for idx, l in zip(ijk, lo))
+    where = tuple(idx + lo_i for idx, lo_i in zip(ijk, lo))
     out = {}
     for name, v in (("gm", gm_v), ("wm", wm_v), ("csf", csf_v), ("mask", inside)):
         full = np.zeros(shape, bool if name == "mask" else np.float32)

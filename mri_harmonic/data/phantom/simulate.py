@@ -22,7 +22,14 @@ import numpy as np
 
 from mri_harmonic.data.phantom.anatomy import grid_affine, sample_anatomy, smooth_field, voxel_size
 from mri_harmonic.data.phantom.tissue import (
-    CLASSES, GD_OEDEMA_MM, MODALITIES, SEQUENCES, TISSUES, class_signals, gd_t1, signal,
+    CLASSES,
+    GD_OEDEMA_MM,
+    MODALITIES,
+    SEQUENCES,
+    TISSUES,
+    class_signals,
+    gd_t1,
+    signal,
 )
 from mri_harmonic.data.phantom.tumour import add_tumours
 from mri_harmonic.errors import UserInputError
