@@ -45,13 +45,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, log, read_json, run_cli, run_finished, train_command, versions, write_json  # noqa: E402
+from _common import ROOT, log, preset_config, read_json, run_cli, run_finished, train_command, versions, write_json  # noqa: E402
 
-METHOD_CONFIGS = {
-    "cyclegan": "configs/brats-paper-cyclegan.yaml",
-    "distancegan": "configs/brats-paper-distancegan.yaml",
-    "harmonic": "configs/brats-paper.yaml",
-}
+PRESET = "brats-paper"  # configs/brats-paper.yaml (harmonic) and configs/brats-paper-<method>.yaml
 ASSUMED_PAIRS_PER_S = {"cuda": 100.0, "cpu": 0.1}  # assumptions, used only without a matching measurement
 ASSUMED_SLICES_PER_SUBJECT = 100  # kept axial slices per BraTS subject before a store exists (an assumption)
 GPU_RECIPES = ("same-updates", "sqrt-lr", "same-lr")
@@ -129,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=None, help="your BraTS folder (not needed once WORK/store exists)")
     ap.add_argument("--work", type=Path, default=ROOT / "work" / "brats")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "brats")
-    ap.add_argument("--methods", default="cyclegan,distancegan,harmonic")
+    ap.add_argument("--methods", default="cyclegan,distancegan,harmonic",
+                    help="comma-separated registered methods (cyclegan, distancegan, harmonic, discogan, unit); each "
+                         "trains with configs/brats-paper[-METHOD].yaml")
     ap.add_argument("--gpus", type=int, default=1,
                     help="processes per run; > 1 uses torchrun (DDP, NCCL) and needs --gpu-recipe")
     ap.add_argument("--gpu-recipe", choices=GPU_RECIPES, default=None,
@@ -171,9 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         run_cli(cmd)
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for method in methods:
+        preset_config(PRESET, method)  # one-line exit for an unknown method or a missing preset, before any work
     from mri_harmonic.training.config import load_train_config
 
-    base = load_train_config(ROOT / METHOD_CONFIGS["harmonic"], args.overrides)
+    base = load_train_config(ROOT / preset_config(PRESET, "harmonic"), args.overrides)
     overrides = [*recipe_overrides(args.gpu_recipe, args.gpus, base.optim.epochs, base.optim.epochs_decay),
                  *args.overrides]
     cores = available_cores()
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     if base.data.num_workers > cap:
         log(f"data.num_workers {base.data.num_workers} -> {cap}: {cores} CPU cores for {args.gpus} process(es)")
         overrides.append(f"data.num_workers={cap}")
-    cfg = load_train_config(ROOT / METHOD_CONFIGS["harmonic"], overrides)
+    cfg = load_train_config(ROOT / preset_config(PRESET, "harmonic"), overrides)
     log(f"plan: {len(methods)} runs ({', '.join(methods)}), {args.direction}, {args.gpus} process(es) each")
     for line in plan_lines(store, n_subjects, args.direction, cfg, args.gpus, args.gpu_recipe, device):
         log("plan: " + line)
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for method in methods:
         run_dir = args.work / "runs" / method
-        cmd = train_command(store, run_dir, METHOD_CONFIGS[method], args.direction, overrides)
+        cmd = train_command(store, run_dir, preset_config(PRESET, method), args.direction, overrides)
         if not (run_dir / "DONE").is_file():
             if args.gpus > 1:
                 full = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.gpus}", "-m",

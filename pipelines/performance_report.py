@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Regenerate ``reports/performance.md``: run the three benchmarks back to back, then summarise them.
+"""Regenerate ``reports/performance.md``: run the four benchmarks back to back, then summarise them.
 
     python pipelines/performance_report.py            # (or: make performance)   ~15 min on a 2-core CPU
     python pipelines/performance_report.py --no-run   # only re-assemble from reports/benchmarks/*.json

@@ -34,7 +34,7 @@ def train_command(
                                    help="With --resume: continue from this checkpoint instead (step_N or a .pt path)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the tqdm progress bar."),
 ) -> None:
-    """Train HarmonicGAN (or CycleGAN / DistanceGAN via loss.method) on a slice store.
+    """Train HarmonicGAN (or another registered method via loss.method: cyclegan, distancegan, discogan, unit) on a slice store.
 
     SIGINT/SIGTERM finish the current step, write a checkpoint and stop; a second Ctrl-C stops at once.
 

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--settings", default="preset,reference", help="comma-separated: " + ", ".join(SETTINGS))
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: " + ", ".join(VARIANTS))
-    p.add_argument("--methods", default="harmonic", help="comma-separated methods (harmonic, cyclegan, distancegan)")
+    p.add_argument("--methods", default="harmonic", help="comma-separated registered methods (harmonic, cyclegan, distancegan, discogan, unit)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (the reference benchmark used 2)")
     p.add_argument("--rounds", type=int, default=7, help="alternating rounds (median over them)")

@@ -8,7 +8,7 @@ in [-1, 1] (step time does not depend on content).
 
 - CPU (default when no GPU): ``configs/phantom-cpu.yaml`` at 128x128, in the preset's precision (``amp: auto``:
   bf16 autocast on CPUs with native bf16, else fp32; ``bench_precision.py`` compares the two).
-- CUDA: ``configs/brats-paper.yaml`` at 256x256 (ResNet-9, ngf 64, bf16 autocast, channels_last), with peak GPU
+- CUDA: ``configs/brats-paper.yaml`` at 256x256 (ResNet-9, ngf 64, bf16 autocast), with peak GPU
   memory per method.
 
 Target: the smoothness term costs <= 10 % of a CycleGAN step (harmonic / cyclegan <= 1.10).
