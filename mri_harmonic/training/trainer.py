@@ -379,8 +379,9 @@ class SampleGrid:
             n.train(w)
         cols = [to_unit(c.float()).cpu().numpy()[:, 0] for c in cols]
         rows = [[c[r] for c in cols] for r in range(len(self.labels))]
-        titles = [f"{a}", f"G_AB: {b}'", f"G_BA(G_AB): {a}''", f"real {b}",
-                  f"{b}", f"G_BA: {a}'", f"G_AB(G_BA): {b}''", f"real {a}"]
+        # the method's translators A -> B and B -> A (G_AB / G_BA for the CycleGAN family; UNIT's decoders, ...)
+        titles = [f"{a}", f"{a}->{b}: {b}'", f"{b}'->{a}: {a}''", f"real {b}",
+                  f"{b}", f"{b}->{a}: {a}'", f"{a}'->{b}: {b}''", f"real {a}"]
         return save_sample_grid(path, rows, titles, self.labels, title=f"step {s.step} ({self.split} slices)")
 
 
