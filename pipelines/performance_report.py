@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--no-run", action="store_true", help="do not run the benchmarks, only assemble")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "performance.md")
+    ap.add_argument("--precision-variants", default="fp32,bf16,bf16+compile",
+                    help="bench_precision.py variants (bf16+compile spends minutes compiling on a 2-core CPU)")
     ap.add_argument("--allow-load", action="store_true", help="write the report even if the machine was busy (flagged)")
     args = ap.parse_args(argv)
     loads: dict[str, dict] = {}
@@ -69,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         loads["data"] = _run("bench_data.py")
         loads["training"] = _run("bench_training.py", "--config", "configs/phantom-cpu.yaml", "--size", "96", "--threads", "2")
         loads["translate"] = _run("bench_translate.py")
-        loads["precision"] = _run("bench_precision.py", "--threads", "2", *(["--allow-load"] if args.allow_load else []))
+        loads["precision"] = _run("bench_precision.py", "--threads", "2", "--variants", args.precision_variants,
+                                  *(["--allow-load"] if args.allow_load else []))
         busy = [name for name, check in loads.items() if check["quiet"] is False]
         if busy:
             msg = f"benchmarks taken under load: {', '.join(busy)}"
