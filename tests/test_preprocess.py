@@ -542,3 +542,24 @@ def test_nrrd_and_mha_cases_give_the_store_of_their_nifti_copies(tmp_path):
     summary = preprocess(tmp_path / "other", tmp_path / "c", PreprocessConfig(in_plane_size=32, split_fractions=[1, 0, 0]),
                          workers=1, progress=False)
     assert [s["subject"] for s in summary["skipped"]] == ["S1"] and "S1_t1.mha" in summary["skipped"][0]["path"]
+
+
+def test_compute_slices_returns_the_store_without_writing(phantoms, reference_store, tmp_path, monkeypatch):
+    """The computing core gives the arrays and tables preprocess() writes, and leaves nothing on disk."""
+    import tempfile
+
+    from mri_harmonic.data.preprocess import compute_slices
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the core's scratch folder, to check it is removed
+    before = sorted(p for p in phantoms.rglob("*"))
+    result = compute_slices(phantoms / "brats2021", CFG, workers=1, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    assert sorted(p for p in phantoms.rglob("*")) == before
+    assert result.summary["status"] == "computed" and result.summary["store"] is None
+    written = pd.read_csv(reference_store.path / "manifest.csv")
+    pd.testing.assert_frame_equal(result.manifest.reset_index(drop=True), written[list(result.manifest.columns)],
+                                  check_dtype=False)
+    for split in reference_store.splits:
+        for name in NAMES:
+            assert np.array_equal(result.arrays[split][name], reference_store.array(split, name)), (split, name)
+    assert result.subjects.keys() == set(reference_store.manifest["subject"])
