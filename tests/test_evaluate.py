@@ -230,7 +230,7 @@ def test_checkpoint_choice_and_single_run_reader_study(evaluated, tmp_path):
 
 def test_parse_directions():
     assert parse_directions("both") == ["flair2t1", "t12flair"]
-    with pytest.raises(UserInputError, match="--direction"):
+    with pytest.raises(UserInputError, match="`directions`"):
         parse_directions("t2flair")
 
 
@@ -264,7 +264,7 @@ def test_unwritable_out(evaluated, tmp_path):
     _, store, runs, _ = evaluated
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    with pytest.raises(UserInputError, match="cannot write to --out folder"):
+    with pytest.raises(UserInputError, match="cannot write to `out_dir` folder"):
         evaluate(runs, store, out_dir=blocker / "report", device="cpu", progress=False)
 
 

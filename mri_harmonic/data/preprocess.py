@@ -98,7 +98,7 @@ def _require_splits(assignment: dict[str, tuple[str, int]], config: PreprocessCo
         zeroed[0] += 1 - sum(zeroed)
         raise UserInputError(
             f"{'splits' if len(empty) > 1 else 'split'} {' and '.join(empty)} would be empty: {len(assignment)} of {found} subjects survived ({skipped} "
-            f"skipped), split_fractions {config.split_fractions} gives {have}; add subjects, or rerun with --set "
+            f"skipped), split_fractions {config.split_fractions} gives {have}; add subjects, or rerun with `overrides` "
             f"split_fractions=[{', '.join(f'{v:g}' for v in zeroed)}] (finished subjects are reused)"
         )
 
@@ -268,7 +268,7 @@ def _existing_store(store_dir: Path, chash: str, data_key: str, overwrite: bool)
         why = f"with another config (hash {meta.get('config_hash')}, this config {chash})"
     else:
         why = f"from another data folder ({meta.get('data_dir')})"
-    raise UserInputError(f"store {store_dir} was built {why}; pass --overwrite to rebuild it, or choose another STORE")
+    raise UserInputError(f"store {store_dir} was built {why}; pass `overwrite=True` to rebuild it, or choose another STORE")
 
 
 def _open_partial(partial: Path, chash: str, data_key: str, config: PreprocessConfig, overwrite: bool) -> None:
@@ -285,7 +285,7 @@ def _open_partial(partial: Path, chash: str, data_key: str, config: PreprocessCo
         if not overwrite:
             raise UserInputError(
                 f"{partial} holds an interrupted run with another config or data folder (hash {state.get('config_hash')}, "
-                f"this run {chash}); pass --overwrite to discard it, or rerun with the config it was started with"
+                f"this run {chash}); pass `overwrite=True` to discard it, or rerun with the config it was started with"
             )
         shutil.rmtree(partial)
     ensure_writable_dir(partial, "resume folder")
@@ -484,7 +484,7 @@ def _compute_slices(data_dir, partial, config, workers, strict, progress, overwr
         else:
             if strict:
                 raise UserInputError(
-                    f"{result['path']}: {result['reason']} (subject {result['subject']}; fix or remove it, or run without --strict to skip it)"
+                    f"{result['path']}: {result['reason']} (subject {result['subject']}; fix or remove it, or run without `strict` to skip it)"
                 )
             skipped.append({"subject": result["subject"], "path": result["path"], "reason": result["reason"]})
         if on_subject_done is not None:

@@ -96,9 +96,9 @@ def parse_directions(directions: str | Sequence[str]) -> list[str]:
     out = list(dict.fromkeys(directions))
     for d in out:
         if d not in DIRECTION_MODALITIES:
-            raise UserInputError(f"--direction {d!r} is not known; use both, {', '.join(DIRECTION_MODALITIES)}")
+            raise UserInputError(f"`directions` {d!r} is not known; use both, {', '.join(DIRECTION_MODALITIES)}")
     if not out:
-        raise UserInputError("--direction names no direction; use both, flair2t1 or t12flair")
+        raise UserInputError("`directions` names no direction; use both, flair2t1 or t12flair")
     return out
 
 
@@ -176,7 +176,7 @@ def group_runs(evaluated: Sequence[EvaluatedRun]) -> None:
         if len(set(seeds)) != len(seeds):
             raise UserInputError(
                 f"runs {', '.join(str(m.path) for m in members)} have the same config and the same seed "
-                f"({sorted(seeds)}); evaluate one of them, or train the others with another `seed`")
+                f"({sorted(seeds)}); evaluate one of them, or train the others with another seed")
         for m in members:
             m.group = method if per_method[method] == 1 else members[0].label
 
@@ -255,7 +255,7 @@ def evaluate(
 
     _check_options(runs, reader_study, batch_size)
     parse_directions(directions)
-    out_dir = ensure_writable_dir(out_dir, "--out folder")  # before the (slow) evaluation
+    out_dir = ensure_writable_dir(out_dir, "`out_dir` folder")  # before the (slow) evaluation
     result = compute_evaluation(runs, store, split, directions, reader_study, batch_size, device,
                                 zero_background=zero_background, amp=amp, samples=samples, seed=seed,
                                 tumour_config=tumour_config, progress=progress, reference=reference, checkpoint=checkpoint)
@@ -264,13 +264,13 @@ def evaluate(
 
 def _check_options(runs, reader_study: int, batch_size: int) -> None:
     if batch_size < 1:
-        raise UserInputError(f"--batch-size must be >= 1, got {batch_size}")
+        raise UserInputError(f"`batch_size` must be >= 1, got {batch_size}")
     if reader_study < 0:
-        raise UserInputError(f"--reader-study must be >= 0 slices, got {reader_study}")
+        raise UserInputError(f"`reader_study` must be >= 0 slices, got {reader_study}")
     if reader_study and len([runs] if isinstance(runs, (str, os.PathLike)) else runs) < 2:
         raise UserInputError(
-            "--reader-study asks readers which run's output they prefer, so it needs two or more runs (e.g. "
-            "runs/cyclegan runs/harmonic); pass more runs or drop --reader-study")
+            "`reader_study` asks readers which run's output they prefer, so it needs two or more runs (e.g. "
+            "runs/cyclegan runs/harmonic); pass more runs or drop `reader_study`")
 
 
 def compute_evaluation(
@@ -311,7 +311,7 @@ def compute_evaluation(
     dirs = parse_directions(directions)
     modalities = tuple(dict.fromkeys(m for d in dirs for m in DIRECTION_MODALITIES[d]))
     slice_store = (store if isinstance(store, SliceStore) else SliceStore(store)).require(split=split, modalities=list(modalities))
-    dev = resolve_device(device, key="--device")
+    dev = resolve_device(device, key="`device`")
     evaluated = load_runs(runs, slice_store, dev, checkpoint)
     for run in evaluated:
         for d in dirs:
@@ -425,7 +425,7 @@ def write_evaluation(result: EvaluationResult, out_dir: str | os.PathLike) -> Ev
     evaluated, store, split, dirs, dev, kept = ctx.runs, ctx.store, ctx.split, ctx.directions, ctx.device, ctx.kept
     sample_pos, reader_pos, tcfg = ctx.sample_positions, ctx.reader_positions, ctx.tumour_config
     zero_background, seed, amp = ctx.zero_background, ctx.seed, ctx.amp
-    out = result.out_dir = ensure_writable_dir(out_dir, "--out folder")
+    out = result.out_dir = ensure_writable_dir(out_dir, "`out_dir` folder")
     paths = result.paths
     paths["per_slice"] = atomic_write_csv(out / "per_slice.csv", result.per_slice)
     paths["summary"] = atomic_write_csv(out / "summary.csv", result.summary)
