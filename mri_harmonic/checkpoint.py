@@ -101,7 +101,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         have = ", ".join(p.stem for p in periodic_checkpoints(path.parent.parent)) or "none"
         raise UserInputError(
             f"checkpoint {path} cannot be read ({type(exc).__name__}); it is corrupt or not an mri-harmonic checkpoint — "
-            f"choose another checkpoint of the run with --checkpoint step_N (periodic ones: {have})"
+            f"choose another checkpoint of the run with `checkpoint` step_N (periodic ones: {have})"
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserInputError(f"{path} is not an mri-harmonic checkpoint (no format '{FORMAT}')")
@@ -142,7 +142,7 @@ def resolve_checkpoint(run_dir: str | os.PathLike, checkpoint: str | int = "late
     """``"latest"``, a step number, ``"step_1000"`` / ``"step_0001000"`` or a path -> the checkpoint file of ``run_dir``."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UserInputError(f"run folder {run_dir} does not exist; pass the --out folder of a `mri-harmonic train` run")
+        raise UserInputError(f"run folder {run_dir} does not exist; pass the `out_dir` of a training run (`mri-harmonic train`)")
     step = re.fullmatch(r"(?:step_)?(\d+)(?:\.pt)?", str(checkpoint))
     if isinstance(checkpoint, int) or step:
         path = step_path(run_dir, int(checkpoint) if isinstance(checkpoint, int) else int(step.group(1)))
@@ -156,7 +156,7 @@ def resolve_checkpoint(run_dir: str | os.PathLike, checkpoint: str | int = "late
         if checkpoint == "latest":
             raise UserInputError(
                 f"run folder {run_dir} has no checkpoint ({path} missing); train it first "
-                f"(`mri-harmonic train STORE --out {run_dir}`) or pass another run folder"
+                f"(`mri-harmonic train` with `out_dir` {run_dir}) or pass another run folder"
             )
         have = ", ".join(p.stem for p in periodic_checkpoints(run_dir)) or "none"
         raise UserInputError(f"run folder {run_dir} has no checkpoint {checkpoint!r} (periodic ones: {have}); use 'latest'")

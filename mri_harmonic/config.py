@@ -177,11 +177,11 @@ def parse_overrides(overrides: Iterable[str] | None) -> dict[str, Any]:
     nested: dict[str, Any] = {}
     for item in overrides or []:
         if "=" not in item:
-            raise UserInputError(f"--set {item!r}: expected key=value, e.g. --set optim.lr=0.0002")
+            raise UserInputError(f"`overrides` {item!r}: expected key=value, e.g. 'optim.lr=0.0002'")
         key, raw = item.split("=", 1)
         key = key.strip()
         if not key:
-            raise UserInputError(f"--set {item!r}: empty key; expected key=value")
+            raise UserInputError(f"`overrides` {item!r}: empty key; expected key=value")
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
@@ -191,7 +191,7 @@ def parse_overrides(overrides: Iterable[str] | None) -> dict[str, Any]:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise UserInputError(f"--set {item!r}: '{part}' is both a value and a section")
+                raise UserInputError(f"`overrides` {item!r}: '{part}' is both a value and a section")
         node[parts[-1]] = value
     return nested
 
@@ -235,13 +235,13 @@ def from_layers(cls: type[T], data: Mapping[str, Any], source: str,
                 overrides: Iterable[str] | Mapping[str, Any] | None = None) -> T:
     """``cls`` from ``data`` (read from ``source``) with ``overrides`` merged on top. An error is blamed on where
     it comes from: ``data`` is checked alone first (errors name ``source``), so what fails only after the merge
-    names ``--set``."""
+    names ```overrides``` (``--set`` on the CLI)."""
     if not overrides:
         return from_dict(cls, data, source=source)
     upd = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
     if data:
         from_dict(cls, data, source=source)
-    return from_dict(cls, deep_merge(dict(data), upd), source="--set")
+    return from_dict(cls, deep_merge(dict(data), upd), source="`overrides`")
 
 
 def dump_config(cfg: Any, path: str | os.PathLike) -> Path:

@@ -14,5 +14,5 @@ DIRECTIONS: dict[str, tuple[str, str]] = {"flair2t1": ("flair", "t1"), "t12flair
 def modalities_of(direction: str) -> tuple[str, str]:
     """``(source, target)`` modalities of ``direction``; a one-line error for an unknown name."""
     if direction not in DIRECTIONS:
-        raise UserInputError(f"--direction {direction!r} is not known; use one of {', '.join(DIRECTIONS)}")
+        raise UserInputError(f"`direction` {direction!r} is not known; use one of {', '.join(DIRECTIONS)}")
     return DIRECTIONS[direction]

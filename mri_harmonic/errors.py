@@ -1,8 +1,12 @@
 """The one exception type for bad user input.
 
 Anything a user can fix (a path, a config key, a file on disk) raises :class:`UserInputError` with a message that
-says *what* is wrong, *where* (file, key or flag) and *how to fix it*, on one line. The CLI prints it as
+says *what* is wrong, *where* (file, key or parameter) and *how to fix it*, on one line. The CLI prints it as
 ``error: <message>`` and exits with status 2; it never shows a traceback for these.
+
+Library code names a function parameter in backticks, ```out_dir``` (a switch: ```resume=True```), never a CLI
+flag; the CLI's error printer rewrites those to flags (``--out``, ``--resume``) with one table,
+:data:`mri_harmonic.cli.FLAGS`.
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ def test_errors_name_the_layer_they_come_from(tmp_path):
     p.write_text("model:\n  ngf: 32\n")
     with pytest.raises(UserInputError) as err:
         load_config(Outer, p, ["model.ngff=8"])
-    assert str(err.value).startswith("--set: key 'model.ngff'") and "c.yaml" not in str(err.value)
+    assert str(err.value).startswith("`overrides`: key 'model.ngff'") and "c.yaml" not in str(err.value)
     p.write_text("model:\n  ngff: 32\n")
     with pytest.raises(UserInputError) as err:
         load_config(Outer, p, ["model.ngf=8"])
@@ -97,7 +97,7 @@ def test_bare_set_example_is_a_real_key():
 
     with pytest.raises(UserInputError) as err:
         parse_overrides(["lr"])
-    example = str(err.value).split("e.g. --set ")[1].split()[0]
+    example = str(err.value).split("e.g. '")[1].split("'")[0]
     assert load_train_config(None, [example]).optim.lr == pytest.approx(float(example.split("=")[1]))
 
 

@@ -230,7 +230,7 @@ def test_checkpoint_choice_and_single_run_reader_study(evaluated, tmp_path):
 
 def test_parse_directions():
     assert parse_directions("both") == ["flair2t1", "t12flair"]
-    with pytest.raises(UserInputError, match="--direction"):
+    with pytest.raises(UserInputError, match="`directions`"):
         parse_directions("t2flair")
 
 
@@ -264,7 +264,7 @@ def test_unwritable_out(evaluated, tmp_path):
     _, store, runs, _ = evaluated
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    with pytest.raises(UserInputError, match="cannot write to --out folder"):
+    with pytest.raises(UserInputError, match="cannot write to `out_dir` folder"):
         evaluate(runs, store, out_dir=blocker / "report", device="cpu", progress=False)
 
 
@@ -291,3 +291,23 @@ def test_cli_bad_input_one_line(evaluated, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: ") and "missing-run" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()  # a failed evaluate leaves no empty --out folder
+
+
+def test_compute_evaluation_returns_the_tables_without_writing(evaluated, tmp_path, monkeypatch):
+    """The computing core gives the tables evaluate() writes (same runs, store, options) and writes no file."""
+    from mri_harmonic.evaluation.evaluate import compute_evaluation, write_evaluation
+
+    root, store, runs, _ = evaluated
+    before = sorted(root.rglob("*"))
+    monkeypatch.chdir(tmp_path)
+    result = compute_evaluation([str(r) for r in runs], store, reader_study=3, batch_size=5, device="cpu", samples=3,
+                                progress=False)
+    assert list(tmp_path.iterdir()) == [] and sorted(root.rglob("*")) == before
+    assert result.out_dir is None and result.paths == {}
+    written = pd.read_csv(root / "report" / "per_slice.csv")
+    pd.testing.assert_frame_equal(result.per_slice.reset_index(drop=True), written, check_dtype=False)
+    pd.testing.assert_frame_equal(result.comparison.reset_index(drop=True), pd.read_csv(root / "report" / "comparison.csv"),
+                                  check_dtype=False)
+    write_evaluation(result, tmp_path / "out")  # the writer alone gives the same files
+    assert (tmp_path / "out" / "report.md").is_file()
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "per_slice.csv"), written)

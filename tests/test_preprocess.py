@@ -273,7 +273,7 @@ def test_strict_stops_with_one_line_naming_the_file(tmp_path, sid):
     with pytest.raises(UserInputError) as err:
         preprocess(data, tmp_path / "store", cfg, workers=1, progress=False, strict=True)
     msg = str(err.value)
-    assert "\n" not in msg and expected[sid][0] in msg and expected[sid][1] in msg and "--strict" in msg
+    assert "\n" not in msg and expected[sid][0] in msg and expected[sid][1] in msg and "`strict`" in msg
     assert not (tmp_path / "store").exists()
 
 
@@ -332,7 +332,7 @@ def test_partial_of_another_config_needs_overwrite(phantoms, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         preprocess(phantoms / "brats2023", store_dir, CFG, workers=1, progress=False, on_subject_done=crash)
     other = PreprocessConfig(in_plane_size=64, split_fractions=[0.5, 0.5, 0.0], min_brain_fraction=0.1)  # 2 subjects
-    with pytest.raises(UserInputError, match="interrupted run with another config.*--overwrite"):
+    with pytest.raises(UserInputError, match="interrupted run with another config.*`overwrite=True`"):
         preprocess(phantoms / "brats2023", store_dir, other, workers=1, progress=False)
     summary = preprocess(phantoms / "brats2023", store_dir, other, workers=1, progress=False, overwrite=True)
     assert summary["subjects_reused"] == 0 and SliceStore(store_dir).config["min_brain_fraction"] == 0.1
@@ -345,7 +345,7 @@ def test_existing_store_up_to_date_or_needs_overwrite(phantoms, reference_store,
     summary = preprocess(phantoms / "brats2021", store_dir, CFG, workers=1, progress=False)
     assert summary["status"] == "up_to_date" and (store_dir / "store.json").stat().st_mtime_ns == mtime
     other = PreprocessConfig(in_plane_size=48, split_fractions=[0.5, 0.25, 0.25], min_brain_fraction=0.05)
-    with pytest.raises(UserInputError, match="another config.*--overwrite"):
+    with pytest.raises(UserInputError, match="another config.*`overwrite=True`"):
         preprocess(phantoms / "brats2021", store_dir, other, workers=1, progress=False)
     assert SliceStore(store_dir).image_size == (64, 64)  # untouched
     preprocess(phantoms / "brats2021", store_dir, other, workers=1, progress=False, overwrite=True)
@@ -542,3 +542,24 @@ def test_nrrd_and_mha_cases_give_the_store_of_their_nifti_copies(tmp_path):
     summary = preprocess(tmp_path / "other", tmp_path / "c", PreprocessConfig(in_plane_size=32, split_fractions=[1, 0, 0]),
                          workers=1, progress=False)
     assert [s["subject"] for s in summary["skipped"]] == ["S1"] and "S1_t1.mha" in summary["skipped"][0]["path"]
+
+
+def test_compute_slices_returns_the_store_without_writing(phantoms, reference_store, tmp_path, monkeypatch):
+    """The computing core gives the arrays and tables preprocess() writes, and leaves nothing on disk."""
+    import tempfile
+
+    from mri_harmonic.data.preprocess import compute_slices
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the core's scratch folder, to check it is removed
+    before = sorted(p for p in phantoms.rglob("*"))
+    result = compute_slices(phantoms / "brats2021", CFG, workers=1, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    assert sorted(p for p in phantoms.rglob("*")) == before
+    assert result.summary["status"] == "computed" and result.summary["store"] is None
+    written = pd.read_csv(reference_store.path / "manifest.csv")
+    pd.testing.assert_frame_equal(result.manifest.reset_index(drop=True), written[list(result.manifest.columns)],
+                                  check_dtype=False)
+    for split in reference_store.splits:
+        for name in NAMES:
+            assert np.array_equal(result.arrays[split][name], reference_store.array(split, name)), (split, name)
+    assert result.subjects.keys() == set(reference_store.manifest["subject"])

@@ -251,7 +251,7 @@ def test_resume_on_another_world_size_is_refused_unless_allowed(synthetic_store,
     _fake_world(latest_path(out), 2)  # as if trained on 2 processes
     with pytest.raises(UserInputError, match="trained on 2 process") as err:
         train(synthetic_store, out, "flair2t1", tiny(*extra, "max_steps=3"), resume=True, progress=False)
-    assert "\n" not in str(err.value) and "--allow-world-size-change" in str(err.value)
+    assert "\n" not in str(err.value) and "`allow_world_size_change=True`" in str(err.value)
     lr_before = read_checkpoint(latest_path(out))["optimizers"]["G"]["param_groups"][0]["lr"]
     summary = train(synthetic_store, out, "flair2t1", tiny(*extra, "max_steps=3"), resume=True, progress=False,
                     allow_world_size_change=True)

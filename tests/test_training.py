@@ -38,12 +38,12 @@ def metrics(run: Path) -> list[dict[str, str]]:
 def cli(*args) -> tuple[int, str]:
     from typer.testing import CliRunner
 
-    from mri_harmonic.cli import app
+    from mri_harmonic.cli import app, cli_message
 
     res = CliRunner().invoke(app, [str(a) for a in args])
     code = res.exit_code
     if isinstance(res.exception, UserInputError):  # CliRunner bypasses main(); mirror its handling
-        return 2, f"error: {res.exception}"
+        return 2, f"error: {cli_message(str(res.exception))}"
     return code, res.output
 
 
@@ -323,7 +323,7 @@ def test_sigterm_finishes_the_step_and_checkpoints(synthetic_store, tmp_path, mo
     monkeypatch.setattr(trainer, "train_step", step_then_sigterm)
     out = tmp_path / "run"
     summary = train(synthetic_store, out, "flair2t1", tiny("max_steps=50"), progress=False)
-    assert summary["stopped"] == "signal" and "--resume" in summary["message"]
+    assert summary["stopped"] == "signal" and "`resume=True`" in summary["message"]
     assert summary["step"] == 3 and len(calls) == 3  # step 3 finished, no step 4 started
     assert read_checkpoint(out / "checkpoints" / "latest.pt")["step"] == 3
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handler restored
@@ -371,7 +371,7 @@ def test_store_without_train_split_or_modality_is_a_clear_error(tmp_path):
 def test_unwritable_out_is_one_line(synthetic_store, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")  # mkdir below a regular file fails, even for root
-    with pytest.raises(UserInputError, match="cannot write to --out folder"):
+    with pytest.raises(UserInputError, match="cannot write to `out_dir` folder"):
         train(synthetic_store, blocker / "run", "flair2t1", tiny())
 
 

@@ -209,7 +209,7 @@ def test_wrong_modality_name(setup, tmp_path):
     t1_file, _ = write_subject(tmp_path / "sub_t1.nii.gz")
     with pytest.raises(UserInputError, match="sub_t1.nii.gz") as exc:
         translate(run, t1_file, tmp_path / "o.nii.gz", device="cpu")
-    assert "--direction t12flair" in _one_line(exc)
+    assert "`direction` t12flair" in _one_line(exc)
 
 
 def test_two_d_input(setup, tmp_path):

@@ -2,17 +2,52 @@
 
 Each stage registers its commands from its own module (``phantom``, ``data``, ``train``, ``evaluate``); heavy
 imports (torch, MONAI) happen inside the commands so that ``--help`` is instant. A
-:class:`~mri_harmonic.errors.UserInputError` is printed as one line, ``error: ...``, with exit status 2.
+:class:`~mri_harmonic.errors.UserInputError` is printed as one line, ``error: ...``, with exit status 2. Library
+messages name Python parameters in backticks (```out_dir```, ```resume=True```); :func:`cli_message` turns those
+of :data:`FLAGS` into the flags a CLI user types, so flag names live here only.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 
 import typer
 
 from mri_harmonic.errors import UserInputError
+
+#: library parameter -> the CLI flag that sets it (the same name in every command that has it)
+FLAGS = {
+    "allow_world_size_change": "--allow-world-size-change",
+    "batch_size": "--batch-size",
+    "checkpoint": "--checkpoint",
+    "config": "--config",
+    "device": "--device",
+    "direction": "--direction",
+    "directions": "--direction",
+    "layout": "--layout",
+    "out_dir": "--out",
+    "overrides": "--set",
+    "overwrite": "--overwrite",
+    "reader_study": "--reader-study",
+    "resume": "--resume",
+    "scale": "--scale",
+    "seed": "--seed",
+    "shape": "--shape",
+    "store_config": "--store-config",
+    "strict": "--strict",
+    "subjects": "--subjects",
+    "workers": "--workers",
+}
+_PARAMETER = re.compile(r"(?<!`)`([a-z_][a-z0-9_]*)(=True)?`(?!`)")
+
+
+def cli_message(message: str) -> str:
+    """A library message as a CLI user reads it: each backticked parameter of :data:`FLAGS` (```out_dir```, or
+    ```resume=True``` for a switch) becomes its flag (``--out``, ``--resume``); other text is left as it is."""
+    return _PARAMETER.sub(lambda m: FLAGS.get(m.group(1), m.group(0)), message)
+
 
 app = typer.Typer(
     name="mri-harmonic",
@@ -61,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, prog_name="mri-harmonic")
     except UserInputError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {cli_message(str(exc))}", err=True)
         return 2
     except SystemExit as exc:
         code = exc.code

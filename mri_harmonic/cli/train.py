@@ -57,7 +57,9 @@ def train_command(
         typer.echo(f"interrupted by a second Ctrl-C; {_saved(out)}", err=True)
         raise typer.Exit(130) from None
     if env_dist_info().is_main:
-        typer.echo(summary["message"])
+        from mri_harmonic.cli import cli_message
+
+        typer.echo(cli_message(summary["message"]))
         typer.echo(f"run folder: {out}  ({summary['pairs_per_s']} pairs/s this session)")
     raise typer.Exit(exit_status(summary))
 

@@ -19,6 +19,10 @@ data folder; another config there is an error unless ``overwrite``. The final st
 temporary folder and renamed into place, then the partial folder is removed. A complete store built with the same
 config from the same folder is left as it is ("already up to date"; pass ``overwrite`` to rebuild it after the
 data changed); one built with another config is replaced only with ``overwrite``.
+
+From Python, :func:`compute_slices` returns the arrays and tables without writing a store (a
+:class:`PreprocessResult`) and :func:`write_slices` writes one; :func:`preprocess` is the two with the bookkeeping
+above.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -93,7 +98,7 @@ def _require_splits(assignment: dict[str, tuple[str, int]], config: PreprocessCo
         zeroed[0] += 1 - sum(zeroed)
         raise UserInputError(
             f"{'splits' if len(empty) > 1 else 'split'} {' and '.join(empty)} would be empty: {len(assignment)} of {found} subjects survived ({skipped} "
-            f"skipped), split_fractions {config.split_fractions} gives {have}; add subjects, or rerun with --set "
+            f"skipped), split_fractions {config.split_fractions} gives {have}; add subjects, or rerun with `overrides` "
             f"split_fractions=[{', '.join(f'{v:g}' for v in zeroed)}] (finished subjects are reused)"
         )
 
@@ -263,7 +268,7 @@ def _existing_store(store_dir: Path, chash: str, data_key: str, overwrite: bool)
         why = f"with another config (hash {meta.get('config_hash')}, this config {chash})"
     else:
         why = f"from another data folder ({meta.get('data_dir')})"
-    raise UserInputError(f"store {store_dir} was built {why}; pass --overwrite to rebuild it, or choose another STORE")
+    raise UserInputError(f"store {store_dir} was built {why}; pass `overwrite=True` to rebuild it, or choose another STORE")
 
 
 def _open_partial(partial: Path, chash: str, data_key: str, config: PreprocessConfig, overwrite: bool) -> None:
@@ -280,7 +285,7 @@ def _open_partial(partial: Path, chash: str, data_key: str, config: PreprocessCo
         if not overwrite:
             raise UserInputError(
                 f"{partial} holds an interrupted run with another config or data folder (hash {state.get('config_hash')}, "
-                f"this run {chash}); pass --overwrite to discard it, or rerun with the config it was started with"
+                f"this run {chash}); pass `overwrite=True` to discard it, or rerun with the config it was started with"
             )
         shutil.rmtree(partial)
     ensure_writable_dir(partial, "resume folder")
@@ -300,8 +305,9 @@ def _finished(partial: Path, case: Case) -> dict | None:
         return None
 
 
-def _assemble(partial: Path, metas: dict[str, dict], config: PreprocessConfig) -> tuple[dict, pd.DataFrame, dict]:
-    """Concatenate the saved subjects of each split into (memory-mapped) arrays, the manifest and subjects.json."""
+def _assemble(partial: Path, metas: dict[str, dict], config: PreprocessConfig, in_memory: bool | None = None) -> tuple[dict, pd.DataFrame, dict]:
+    """Concatenate the saved subjects of each split into (memory-mapped) arrays, the manifest and subjects.json;
+    ``in_memory`` (default: by size, :data:`ASSEMBLE_IN_MEMORY_BYTES`) forces or forbids RAM arrays."""
     size = config.in_plane_size
     names = [*config.modalities, "mask", "seg"]
     dtypes = {**{m: np.dtype(config.dtype) for m in config.modalities}, "mask": np.dtype(np.uint8), "seg": np.dtype(np.uint8)}
@@ -312,7 +318,8 @@ def _assemble(partial: Path, metas: dict[str, dict], config: PreprocessConfig) -
     rows: list[dict[str, Any]] = []
     subjects: dict[str, dict] = {}
     n_total = sum(len(m["slices"]["slice_index"]) for m in metas.values())
-    in_memory = n_total * size * size * sum(d.itemsize for d in dtypes.values()) <= ASSEMBLE_IN_MEMORY_BYTES
+    if in_memory is None:
+        in_memory = n_total * size * size * sum(d.itemsize for d in dtypes.values()) <= ASSEMBLE_IN_MEMORY_BYTES
     for split in SPLIT_NAMES:
         members = sorted(s for s, m in metas.items() if m["geometry"]["split"] == split)
         n = sum(len(metas[s]["slices"]["slice_index"]) for s in members)
@@ -386,14 +393,11 @@ def preprocess(
 
 
 def _preprocess(data_dir, store_dir, config, workers, strict, progress, overwrite, on_subject_done) -> dict[str, Any]:
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     config = config if config is not None else PreprocessConfig()
     data_dir, store_dir = Path(data_dir), Path(store_dir)
     chash = config_hash(config)
-    if not data_dir.is_dir():
-        raise UserInputError(f"data folder {data_dir} does not exist or is not a folder; pass the folder holding the BraTS/MSD cases")
+    _require_data_dir(data_dir)
     data_key = str(data_dir.resolve())
     meta = _existing_store(store_dir, chash, data_key, overwrite)
     if meta is not None:
@@ -401,8 +405,66 @@ def _preprocess(data_dir, store_dir, config, workers, strict, progress, overwrit
                 "seconds": round(time.perf_counter() - t0, 3)}
     ensure_writable_dir(store_dir.parent, "STORE's parent folder")
     remove_stale_temporaries(store_dir)  # what a killed run left of its final write
-    cases = discover(data_dir)
     partial = partial_dir_for(store_dir)
+    result = _compute_slices(data_dir, partial, config, workers, strict, progress, overwrite, on_subject_done, None, t0)
+    summary = write_slices(result, store_dir)
+    del result  # the arrays may be memory-mapped files in the partial folder
+    shutil.rmtree(partial, ignore_errors=True)
+    return summary
+
+
+def _require_data_dir(data_dir: Path) -> None:
+    if not data_dir.is_dir():
+        raise UserInputError(f"data folder {data_dir} does not exist or is not a folder; pass the folder holding the BraTS/MSD cases")
+
+
+@dataclass
+class PreprocessResult:
+    """What :func:`compute_slices` returns and :func:`write_slices` writes as a slice store (:mod:`.store`)."""
+
+    arrays: dict[str, dict[str, np.ndarray]]  # split -> modality / "mask" / "seg" -> (N, H, W), rows of the manifest
+    manifest: pd.DataFrame  # one row per slice: split, row, subject, slice_index, brain/tumour fraction, half
+    subjects: dict[str, dict]  # subject -> geometry, split, half, rows (subjects.json)
+    skipped: pd.DataFrame  # subject, path, reason (skipped.csv)
+    summary: dict[str, Any]  # as :func:`preprocess` returns it, with status "computed" and store None until written
+    config: PreprocessConfig
+
+
+def compute_slices(
+    data_dir: str | os.PathLike,
+    config: PreprocessConfig | None = None,
+    workers: int | None = None,
+    strict: bool = False,
+    progress: bool = True,
+    *,
+    partial: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    on_subject_done: Callable[[dict], None] | None = None,
+) -> PreprocessResult:
+    """The computing core of :func:`preprocess`: the slices of the cases under ``data_dir``, in memory; no store.
+
+    Arguments as :func:`preprocess`. ``partial``: a resume folder keeping every finished subject (a rerun reuses
+    them; ``overwrite`` discards one of another config); the arrays of a large result are then memory-mapped files
+    in it. ``None`` (default): the workers hand their subjects over in a temporary folder that is removed before
+    this returns, and the arrays are in RAM.
+    """
+    t0 = time.perf_counter()
+    config = config if config is not None else PreprocessConfig()
+    data_dir = Path(data_dir)
+    _require_data_dir(data_dir)
+    if partial is not None:
+        return _compute_slices(data_dir, Path(partial), config, workers, strict, progress, overwrite, on_subject_done, None, t0)
+    with tempfile.TemporaryDirectory(prefix="mri-harmonic-preprocess-") as scratch:
+        return _compute_slices(data_dir, Path(scratch) / "partial", config, workers, strict, progress, overwrite,
+                               on_subject_done, True, t0)
+
+
+def _compute_slices(data_dir, partial, config, workers, strict, progress, overwrite, on_subject_done, in_memory, t0) -> PreprocessResult:
+    from tqdm.auto import tqdm
+
+    chash = config_hash(config)
+    data_key = str(data_dir.resolve())
+    cases = discover(data_dir)
     _open_partial(partial, work_hash(config), data_key, config, overwrite)
 
     metas: dict[str, dict] = {}
@@ -422,7 +484,7 @@ def _preprocess(data_dir, store_dir, config, workers, strict, progress, overwrit
         else:
             if strict:
                 raise UserInputError(
-                    f"{result['path']}: {result['reason']} (subject {result['subject']}; fix or remove it, or run without --strict to skip it)"
+                    f"{result['path']}: {result['reason']} (subject {result['subject']}; fix or remove it, or run without `strict` to skip it)"
                 )
             skipped.append({"subject": result["subject"], "path": result["path"], "reason": result["reason"]})
         if on_subject_done is not None:
@@ -463,14 +525,14 @@ def _preprocess(data_dir, store_dir, config, workers, strict, progress, overwrit
     _require_splits(assignment, config, len(cases), len(skipped))
     for subject, meta in metas.items():
         meta["geometry"]["split"], meta["geometry"]["half"] = assignment[subject]
-    arrays, manifest, subjects = _assemble(partial, metas, config)
+    arrays, manifest, subjects = _assemble(partial, metas, config, in_memory)
     splits = {
         s: {"subjects": int(sum(1 for g in subjects.values() if g["split"] == s)), "slices": int((manifest["split"] == s).sum())}
         for s in SPLIT_NAMES
     }
     summary = {
-        "status": "built",
-        "store": str(store_dir),
+        "status": "computed",
+        "store": None,
         "data_dir": data_key,
         "config_hash": chash,
         "subjects_found": len(cases),
@@ -485,17 +547,26 @@ def _preprocess(data_dir, store_dir, config, workers, strict, progress, overwrit
     }
     skipped_df = pd.DataFrame(skipped, columns=["subject", "path", "reason"])
     summary["seconds"] = round(time.perf_counter() - t0, 3)
+    return PreprocessResult(arrays=arrays, manifest=manifest, subjects=subjects, skipped=skipped_df, summary=summary,
+                            config=config)
+
+
+def write_slices(result: PreprocessResult, store_dir: str | os.PathLike) -> dict[str, Any]:
+    """Write ``result`` (:func:`compute_slices`) as the slice store ``store_dir`` (atomically; an old store there
+    is replaced); returns its summary (status "built")."""
     from mri_harmonic.data.store import write_store
 
+    t_write = time.perf_counter()
+    config = result.config
+    summary = result.summary
+    summary.update(status="built", store=str(store_dir))
     write_store(
-        store_dir, arrays=arrays, manifest=manifest, subjects=subjects, config=to_dict(config), config_hash=chash,
-        modalities=list(config.modalities), skipped=skipped_df,
-        extra_meta={"unpaired_halves": bool(config.unpaired_halves), "data_dir": data_key, "label_convention": "brats2021",
+        store_dir, arrays=result.arrays, manifest=result.manifest, subjects=result.subjects, config=to_dict(config),
+        config_hash=summary["config_hash"], modalities=list(config.modalities), skipped=result.skipped,
+        extra_meta={"unpaired_halves": bool(config.unpaired_halves), "data_dir": summary["data_dir"], "label_convention": "brats2021",
                     "slice_orientation": SLICE_ORIENTATION, "summary": summary},
     )
-    del arrays
-    shutil.rmtree(partial, ignore_errors=True)
-    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    summary["seconds"] = round(summary["seconds"] + time.perf_counter() - t_write, 3)
     return summary
 
 

@@ -256,7 +256,7 @@ class SliceStore:
             if m not in self.modalities:
                 raise UserInputError(
                     f"store {self.path} has no modality '{m}' (it has: {', '.join(self.modalities)}); "
-                    f"rebuild it with `--set modalities=[...,{m}]`"
+                    f"rebuild it with `overrides` modalities=[...,{m}]"
                 )
         return self
 

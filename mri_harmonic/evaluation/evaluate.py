@@ -19,6 +19,9 @@ autocast on CUDA) and compared with the real target slice of the same subject an
 ``evaluation.json``           inputs: runs (checkpoint, step, config hash), store (path, config hash), split, device
 ``report.md``                 conventions, tables, figures, inputs
 ============================  =====================================================================================
+
+From Python, :func:`compute_evaluation` returns the tables (an :class:`EvaluationResult`) without writing anything
+and :func:`write_evaluation` writes them; :func:`evaluate` is the two.
 """
 
 from __future__ import annotations
@@ -54,8 +57,26 @@ class EvaluatedRun:
 
 
 @dataclass
+class EvaluationContext:
+    """What :func:`write_evaluation` needs beyond the tables: the runs, the store, the kept images, the options."""
+
+    runs: list[EvaluatedRun]
+    store: Any  # mri_harmonic.data.store.SliceStore
+    split: str
+    directions: list[str]
+    device: Any  # torch.device
+    kept: dict[int, dict[str, Any]]  # dataset position -> images for figures / reader study
+    sample_positions: list[int]
+    reader_positions: list[int]
+    tumour_config: Any  # mri_harmonic.evaluation.tumour.TumourCheckConfig
+    zero_background: bool
+    seed: int
+    amp: bool
+
+
+@dataclass
 class EvaluationResult:
-    out_dir: Path
+    out_dir: Path | None  # None until written (:func:`write_evaluation`)
     per_slice: pd.DataFrame
     summary: pd.DataFrame
     table1: pd.DataFrame
@@ -65,6 +86,7 @@ class EvaluationResult:
     paths: dict[str, Path] = field(default_factory=dict)
     comparison: pd.DataFrame | None = None  # paired differences vs the baseline run (see .compare), when > 1 run
     baseline: str | None = None
+    context: EvaluationContext | None = None
 
 
 def parse_directions(directions: str | Sequence[str]) -> list[str]:
@@ -74,9 +96,9 @@ def parse_directions(directions: str | Sequence[str]) -> list[str]:
     out = list(dict.fromkeys(directions))
     for d in out:
         if d not in DIRECTION_MODALITIES:
-            raise UserInputError(f"--direction {d!r} is not known; use both, {', '.join(DIRECTION_MODALITIES)}")
+            raise UserInputError(f"`directions` {d!r} is not known; use both, {', '.join(DIRECTION_MODALITIES)}")
     if not out:
-        raise UserInputError("--direction names no direction; use both, flair2t1 or t12flair")
+        raise UserInputError("`directions` names no direction; use both, flair2t1 or t12flair")
     return out
 
 
@@ -154,7 +176,7 @@ def group_runs(evaluated: Sequence[EvaluatedRun]) -> None:
         if len(set(seeds)) != len(seeds):
             raise UserInputError(
                 f"runs {', '.join(str(m.path) for m in members)} have the same config and the same seed "
-                f"({sorted(seeds)}); evaluate one of them, or train the others with another `seed`")
+                f"({sorted(seeds)}); evaluate one of them, or train the others with another seed")
         for m in members:
             m.group = method if per_method[method] == 1 else members[0].label
 
@@ -229,6 +251,49 @@ def evaluate(
     Runs that differ only in their training ``seed`` are pooled into one group (:func:`group_runs`) in the paired
     comparison, whose interval then covers training seeds as well as test subjects (:mod:`.compare`).
     """
+    from mri_harmonic.utils.io import ensure_writable_dir
+
+    _check_options(runs, reader_study, batch_size)
+    parse_directions(directions)
+    out_dir = ensure_writable_dir(out_dir, "`out_dir` folder")  # before the (slow) evaluation
+    result = compute_evaluation(runs, store, split, directions, reader_study, batch_size, device,
+                                zero_background=zero_background, amp=amp, samples=samples, seed=seed,
+                                tumour_config=tumour_config, progress=progress, reference=reference, checkpoint=checkpoint)
+    return write_evaluation(result, out_dir)
+
+
+def _check_options(runs, reader_study: int, batch_size: int) -> None:
+    if batch_size < 1:
+        raise UserInputError(f"`batch_size` must be >= 1, got {batch_size}")
+    if reader_study < 0:
+        raise UserInputError(f"`reader_study` must be >= 0 slices, got {reader_study}")
+    if reader_study and len([runs] if isinstance(runs, (str, os.PathLike)) else runs) < 2:
+        raise UserInputError(
+            "`reader_study` asks readers which run's output they prefer, so it needs two or more runs (e.g. "
+            "runs/cyclegan runs/harmonic); pass more runs or drop `reader_study`")
+
+
+def compute_evaluation(
+    runs: Sequence[str | os.PathLike],
+    store: str | os.PathLike,
+    split: str = "test",
+    directions: str | Sequence[str] = "both",
+    reader_study: int = 0,
+    batch_size: int = 16,
+    device: str = "auto",
+    *,
+    zero_background: bool = True,
+    amp: bool = True,
+    samples: int = N_SAMPLE_ROWS,
+    seed: int = 0,
+    tumour_config=None,
+    progress: bool = True,
+    reference: bool = True,
+    checkpoint: str | int = "latest",
+) -> EvaluationResult:
+    """The computing core of :func:`evaluate`: translate and score, return the tables (and, in ``context``, what
+    :func:`write_evaluation` needs for figures and the reader study); writes nothing. Arguments as :func:`evaluate`.
+    """
     import torch
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
@@ -237,24 +302,16 @@ def evaluate(
     from mri_harmonic.data.store import SliceStore
     from mri_harmonic.evaluation.metrics import MetricAccumulator, summarise
     from mri_harmonic.evaluation.regions import region_masks
+    from mri_harmonic.evaluation.tables import table1
     from mri_harmonic.evaluation.translate import translate_batch
     from mri_harmonic.evaluation.tumour import TumourCheckConfig, summarise_tumour, tumour_fidelity_batch
     from mri_harmonic.utils.device import resolve_device
-    from mri_harmonic.utils.io import ensure_writable_dir
 
-    if batch_size < 1:
-        raise UserInputError(f"--batch-size must be >= 1, got {batch_size}")
-    if reader_study < 0:
-        raise UserInputError(f"--reader-study must be >= 0 slices, got {reader_study}")
-    if reader_study and len([runs] if isinstance(runs, (str, os.PathLike)) else runs) < 2:
-        raise UserInputError(
-            "--reader-study asks readers which run's output they prefer, so it needs two or more runs (e.g. "
-            "runs/cyclegan runs/harmonic); pass more runs or drop --reader-study")
+    _check_options(runs, reader_study, batch_size)
     dirs = parse_directions(directions)
-    out_dir = ensure_writable_dir(out_dir, "--out folder")
     modalities = tuple(dict.fromkeys(m for d in dirs for m in DIRECTION_MODALITIES[d]))
     slice_store = (store if isinstance(store, SliceStore) else SliceStore(store)).require(split=split, modalities=list(modalities))
-    dev = resolve_device(device, key="--device")
+    dev = resolve_device(device, key="`device`")
     evaluated = load_runs(runs, slice_store, dev, checkpoint)
     for run in evaluated:
         for d in dirs:
@@ -323,10 +380,17 @@ def evaluate(
     tumour = pd.DataFrame(tumour_rows)
     lesions = pd.DataFrame(lesion_rows)
     tumour_summary = summarise_tumour(tumour, lesions)
-    result = EvaluationResult(out_dir=out_dir, per_slice=per_slice, summary=summary, table1=pd.DataFrame(),
+    result = EvaluationResult(out_dir=None, per_slice=per_slice, summary=summary, table1=table1(summary, dirs),
                               tumour=tumour, tumour_summary=tumour_summary, tumour_lesions=lesions)
-    _write_outputs(result, evaluated, slice_store, split, dirs, dev, kept, sorted(sample_pos), sorted(reader_pos),
-                   tcfg, zero_background, seed, amp)
+    if len(set(result.per_slice["group"])) > 1:
+        from mri_harmonic.evaluation.compare import compare_runs
+
+        # baseline: the first CycleGAN group (the paper's reference), else the first run's group
+        result.baseline = next((r.group for r in evaluated if r.loaded.method == BASELINE), evaluated[0].group)
+        result.comparison = compare_runs(result.per_slice, result.baseline, group_column="group")
+    result.context = EvaluationContext(runs=evaluated, store=slice_store, split=split, directions=dirs, device=dev, kept=kept,
+                                       sample_positions=sorted(sample_pos), reader_positions=sorted(reader_pos),
+                                       tumour_config=tcfg, zero_background=zero_background, seed=seed, amp=amp)
     return result
 
 
@@ -348,28 +412,28 @@ def _comparison_section(result: EvaluationResult) -> list[str]:
     ]
 
 
-def _write_outputs(result, evaluated, store, split, dirs, dev, kept, sample_pos, reader_pos, tcfg, zero_background, seed, amp) -> None:
+def write_evaluation(result: EvaluationResult, out_dir: str | os.PathLike) -> EvaluationResult:
+    """Write the tables, figures, reader study, ``evaluation.json`` and ``report.md`` of ``result``
+    (:func:`compute_evaluation`) to ``out_dir``; returns ``result`` with ``out_dir`` and ``paths`` set."""
     from mri_harmonic import __version__
     from mri_harmonic.evaluation import figures
-    from mri_harmonic.evaluation.tables import table1, write_table1
+    from mri_harmonic.evaluation.tables import write_table1
     from mri_harmonic.utils.device import describe_device
-    from mri_harmonic.utils.io import atomic_write_csv, atomic_write_json, atomic_write_text
+    from mri_harmonic.utils.io import atomic_write_csv, atomic_write_json, atomic_write_text, ensure_writable_dir
 
-    out = result.out_dir
+    ctx = result.context
+    evaluated, store, split, dirs, dev, kept = ctx.runs, ctx.store, ctx.split, ctx.directions, ctx.device, ctx.kept
+    sample_pos, reader_pos, tcfg = ctx.sample_positions, ctx.reader_positions, ctx.tumour_config
+    zero_background, seed, amp = ctx.zero_background, ctx.seed, ctx.amp
+    out = result.out_dir = ensure_writable_dir(out_dir, "`out_dir` folder")
     paths = result.paths
     paths["per_slice"] = atomic_write_csv(out / "per_slice.csv", result.per_slice)
     paths["summary"] = atomic_write_csv(out / "summary.csv", result.summary)
     paths.update(write_table1(result.summary, out, dirs))
-    result.table1 = table1(result.summary, dirs)
     paths["tumour_per_slice"] = atomic_write_csv(out / "tumour_per_slice.csv", result.tumour)
     paths["tumour_lesions"] = atomic_write_csv(out / "tumour_lesions.csv", result.tumour_lesions)
     paths["tumour_summary"] = atomic_write_csv(out / "tumour_summary.csv", result.tumour_summary)
-    if len(set(result.per_slice["group"])) > 1:
-        from mri_harmonic.evaluation.compare import compare_runs
-
-        # baseline: the first CycleGAN group (the paper's reference), else the first run's group
-        result.baseline = next((r.group for r in evaluated if r.loaded.method == BASELINE), evaluated[0].group)
-        result.comparison = compare_runs(result.per_slice, result.baseline, group_column="group")
+    if result.comparison is not None:
         paths["comparison"] = atomic_write_csv(out / "comparison.csv", result.comparison)
 
     fig_dir = out / "figures"
@@ -428,6 +492,7 @@ def _write_outputs(result, evaluated, store, split, dirs, dev, kept, sample_pos,
     }
     paths["evaluation_json"] = atomic_write_json(out / "evaluation.json", inputs)
     paths["report"] = atomic_write_text(out / "report.md", report_markdown(result, inputs, paths))
+    return result
 
 
 def report_markdown(result: EvaluationResult, inputs: dict[str, Any], paths: dict[str, Path]) -> str:

@@ -168,7 +168,7 @@ def write_reader_study(
     """
     cases = list(cases)
     if not cases:
-        raise UserInputError("reader study has no cases; choose at least one slice (e.g. --reader-study 20)")
+        raise UserInputError("reader study has no cases; choose at least one slice (e.g. `reader_study` 20)")
     seen: set[str] = set()
     for case in cases:
         if case.case_id in seen:

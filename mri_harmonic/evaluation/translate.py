@@ -54,20 +54,20 @@ def load_preprocess_config(run, store_config: str | os.PathLike | None = None):
         return from_dict(PreprocessConfig, run.store_config, source=f"run {run.run_dir} (training store config)")
     if store_config is not None:
         path = Path(store_config)
-        flag = "--store-config"
+        flag = "`store_config`"
     elif run.store:
         path = Path(run.store)
         flag = None
     else:
         raise UserInputError(
-            f"run {run.run_dir} does not record its training store; pass --store-config STORE (the slice store it was "
+            f"run {run.run_dir} does not record its training store; pass `store_config` STORE (the slice store it was "
             "trained on, or that store's config.yaml)"
         )
     yaml_path = path / "config.yaml" if path.is_dir() else path
     if not yaml_path.is_file():
         where = f"{flag} {path}" if flag else f"the training store {path} recorded in run {run.run_dir}"
         raise UserInputError(
-            f"{where} has no preprocess config ({yaml_path} not found); pass --store-config with the slice store the "
+            f"{where} has no preprocess config ({yaml_path} not found); pass `store_config` with the slice store the "
             "run was trained on (or its config.yaml)"
         )
     return from_dict(PreprocessConfig, read_yaml(yaml_path), source=str(yaml_path))
@@ -93,7 +93,7 @@ def _check_input(path: Path, source: str) -> Any:
     if named is not None and named != source:
         raise UserInputError(
             f"input volume {path} is named as a {named} image but this translation reads {source}; pass the "
-            f"{source} file or choose --direction {next((d for d, (s, _) in DIRECTIONS.items() if s == named), 'flair2t1')}"
+            f"{source} file or choose `direction` {next((d for d, (s, _) in DIRECTIONS.items() if s == named), 'flair2t1')}"
         )
     return img
 
@@ -221,7 +221,7 @@ def _check_slice_size(prepared, loaded, input_path: Path) -> None:
         raise UserInputError(
             f"input volume {input_path} gives {prepared.slices.shape[1]}x{prepared.slices.shape[2]} slices with this "
             f"preprocess config but run {loaded.run_dir} expects {loaded.image_size[0]}x{loaded.image_size[1]}; pass the "
-            "run's training store with --store-config"
+            "run's training store with `store_config`"
         )
 
 
@@ -271,13 +271,13 @@ def translate(
     from mri_harmonic.utils.io import removed_on_error
 
     if batch_size < 1:
-        raise UserInputError(f"--batch-size must be >= 1, got {batch_size}")
+        raise UserInputError(f"`batch_size` must be >= 1, got {batch_size}")
     if not np.isfinite(scale) or scale <= 0:
-        raise UserInputError(f"--scale must be a positive number, got {scale}")
+        raise UserInputError(f"`scale` must be a positive number, got {scale}")
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.exists():
         raise UserInputError(f"input {input_path} not found; pass a .nii/.nii.gz volume or a data folder")
-    dev = resolve_device(device, key="--device")
+    dev = resolve_device(device, key="`device`")
     loaded = load_run(run, device=dev, checkpoint=checkpoint)
     source, target = resolve_direction(loaded, direction)
     pre_cfg = load_preprocess_config(loaded, store_config)
@@ -329,7 +329,7 @@ def translate_folder(
     cases = discover(data_dir)
     with_source = [c for c in cases if source in c.images]
     if not with_source:
-        raise UserInputError(f"no subject in {data_dir} has a {source} image ({len(cases)} subjects found); check --direction")
+        raise UserInputError(f"no subject in {data_dir} has a {source} image ({len(cases)} subjects found); check `direction`")
     ensure_writable_dir(out_dir, "output folder")
     written, skipped = [], []
     for case in tqdm(with_source, desc="translate", unit="subject", disable=not progress):

@@ -274,23 +274,23 @@ def check_resume(ckpt: Mapping[str, Any], cfg: TrainConfig, direction: str, stor
     """``--resume`` must continue the same run: same direction, store content and (non-run-length) config."""
     if ckpt["direction"] != direction:
         raise UserInputError(
-            f"--resume: run {out_dir} was trained with --direction {ckpt['direction']}, not {direction}; "
-            f"pass --direction {ckpt['direction']} or another --out")
+            f"`resume`: run {out_dir} was trained with `direction` {ckpt['direction']}, not {direction}; "
+            f"pass `direction` {ckpt['direction']} or another `out_dir`")
     if ckpt.get("store_fingerprint") not in (None, store.fingerprint):  # runs from before fingerprints: hash only
         raise UserInputError(
-            f"--resume: store {store.path} (fingerprint {store.fingerprint}) is not the store run {out_dir} was trained "
-            f"on ({ckpt.get('store')}, fingerprint {ckpt['store_fingerprint']}); pass that store or another --out")
+            f"`resume`: store {store.path} (fingerprint {store.fingerprint}) is not the store run {out_dir} was trained "
+            f"on ({ckpt.get('store')}, fingerprint {ckpt['store_fingerprint']}); pass that store or another `out_dir`")
     if ckpt.get("store_config_hash") != store.config_hash:
         raise UserInputError(
-            f"--resume: store {store.path} (config hash {store.config_hash}) is not the store run {out_dir} was trained "
-            f"on ({ckpt.get('store')}, hash {ckpt.get('store_config_hash')}); pass that store or another --out")
+            f"`resume`: store {store.path} (config hash {store.config_hash}) is not the store run {out_dir} was trained "
+            f"on ({ckpt.get('store')}, hash {ckpt.get('store_config_hash')}); pass that store or another `out_dir`")
     # through the dataclasses, so a key added to the package since the checkpoint was written takes its default
     saved = from_dict(TrainConfig, ckpt["config"], source=f"{ckpt_io.latest_path(out_dir)} (config)")
     if resume_hash(saved) != resume_hash(cfg):
         diff = "; ".join(config_differences(saved, cfg)[:4])
         raise UserInputError(
-            f"--resume: the config differs from the one run {out_dir} was trained with ({diff}); resume with the same "
-            "config (omit --config to reuse the run's own) or train into another --out")
+            f"`resume`: the config differs from the one run {out_dir} was trained with ({diff}); resume with the same "
+            "config (omit `config` to reuse the run's own) or train into another `out_dir`")
 
 
 def prepare_run(store: SliceStore, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool,
@@ -298,15 +298,16 @@ def prepare_run(store: SliceStore, out_dir: Path, direction: str, cfg: TrainConf
     """Check inputs and the run folder (read-only, on every rank); return the checkpoint to resume, if any."""
     domain_a, domain_b = domains_for(direction)
     check_store(store, domain_a, domain_b, cfg)
-    ensure_writable_dir(out_dir, "--out folder")
+    ensure_writable_dir(out_dir, "`out_dir` folder")
     latest = ckpt_io.latest_path(out_dir)
     if not resume:
         if latest.is_file():
             raise UserInputError(
-                f"--out {out_dir} already holds a run (checkpoints/latest.pt); add --resume to continue it or pick another --out")
+                f"`out_dir` {out_dir} already holds a run (checkpoints/latest.pt); add `resume=True` to continue it or pick "
+                "another `out_dir`")
         return None
     if not latest.is_file():
-        raise UserInputError(f"--resume: {out_dir} has no checkpoint to resume (checkpoints/latest.pt missing); drop --resume")
+        raise UserInputError(f"`resume`: {out_dir} has no checkpoint to resume (checkpoints/latest.pt missing); drop `resume`")
     if checkpoint != "latest":  # resume from an earlier periodic checkpoint
         latest = ckpt_io.resolve_checkpoint(out_dir, checkpoint)
     ckpt = ckpt_io.read_checkpoint(latest, map_location=device)
@@ -516,10 +517,10 @@ def stop_message(summary: Mapping[str, Any], cfg: TrainConfig) -> str:
         late = f"; {summary['signal']} arrived on the last step" if summary.get("signal") else ""
         return f"finished {at} ({why}){late}; {saved}"
     if summary["stopped"] == "signal":
-        return f"stopped {at} by {summary['signal']}; {saved}; continue with the same command plus --resume"
+        return f"stopped {at} by {summary['signal']}; {saved}; continue with the same command plus `resume=True`"
     budget = cfg.time_budget_minutes
     return (f"stopped {at} by the time budget ({budget:g} min, counted across resumes); {saved}; continue with the "
-            f"same command plus --resume --set time_budget_minutes=M (M > {budget:g})")
+            f"same command plus `resume=True` `overrides` time_budget_minutes=M (M > {budget:g})")
 
 
 # ---- the plan: epoch length, steps, layout, world size ------------------------------------------------------------
@@ -593,9 +594,9 @@ def check_world_size(ckpt: Mapping[str, Any] | None, cfg: TrainConfig, info: Dis
     old, new, bs = int(old), info.world_size, cfg.data.batch_size
     if not allow:
         raise UserInputError(
-            f"--resume: run {out_dir} was trained on {old} process(es), this is {new}; resume with torchrun "
-            f"--nproc_per_node {old}, or allow the change (train(..., allow_world_size_change=True); CLI "
-            "--allow-world-size-change), which changes the global batch, the epoch length and the image pools")
+            f"`resume`: run {out_dir} was trained on {old} process(es), this is {new}; resume with torchrun "
+            f"--nproc_per_node {old}, or allow the change (`allow_world_size_change=True`), which changes the global "
+            "batch, the epoch length and the image pools")
     p_old, p_new = plan_steps(dataset_items, cfg, old), plan_steps(dataset_items, cfg, new)
     lr_old, lr_new = cfg.optim.scaled_lr(bs * old), cfg.optim.scaled_lr(bs * new)
     lr = (f"learning rate {lr_old:.3g} -> {lr_new:.3g} (optim.lr_scaling {cfg.optim.lr_scaling})" if lr_old != lr_new

@@ -40,7 +40,7 @@ RECORD_DIR = ".phantom"
 
 def check_layout(layout: str) -> str:
     if layout not in LAYOUTS:
-        raise UserInputError(f"unknown phantom layout {layout!r} (--layout); choose one of {', '.join(LAYOUTS)}")
+        raise UserInputError(f"unknown phantom layout {layout!r} (`layout`); choose one of {', '.join(LAYOUTS)}")
     return layout
 
 
@@ -177,13 +177,13 @@ def generate_phantom(
     check_layout(layout)
     shape = check_shape(shape)
     if not isinstance(subjects, (int, np.integer)) or subjects < 1:
-        raise UserInputError(f"--subjects must be an integer >= 1, got {subjects!r}")
+        raise UserInputError(f"`subjects` must be an integer >= 1, got {subjects!r}")
     if int(seed) < 0:
-        raise UserInputError(f"--seed must be >= 0, got {seed!r}")
+        raise UserInputError(f"`seed` must be >= 0, got {seed!r}")
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
     if int(workers) < 1:
-        raise UserInputError(f"--workers must be >= 1, got {workers!r}")
+        raise UserInputError(f"`workers` must be >= 1, got {workers!r}")
     out_dir = ensure_writable_dir(out_dir, "phantom output folder")
 
     settings = _settings(seed, shape, layout)
@@ -197,7 +197,7 @@ def generate_phantom(
         if old_settings != settings:
             raise UserInputError(
                 f"{out_dir} already holds a phantom made with {old_settings}; use an empty folder or the same "
-                f"--seed/--shape/--layout to resume it"
+                f"`seed`, `shape` and `layout` to resume it"
             )
     else:  # written first so that a resumed run can check its settings
         atomic_write_json(meta_path, {**settings, "subjects": []})
