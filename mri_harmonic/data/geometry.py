@@ -103,12 +103,18 @@ def _model_volume(slices: np.ndarray, geometry: dict) -> np.ndarray:
     return from_axial_slices(uncrop(slices, row0, col0, plane_h, plane_w))
 
 
-def _resample_to_source(model: np.ndarray, geometry: dict, order: int) -> np.ndarray:
-    """Model volume -> source voxel grid. Exact indexing when the grids differ only by axis flips / permutations
-    (no ``spacing``); otherwise ``scipy.ndimage.affine_transform`` with spline ``order`` (0 or 1)."""
+def _resample_to_source(model: np.ndarray, geometry: dict, order: int,
+                        box: tuple[slice, slice, slice] | None = None) -> np.ndarray:
+    """Model volume -> source voxel grid (only the sub-block ``box`` of it, when given). Exact indexing when the
+    grids differ only by axis flips / permutations (no ``spacing``); otherwise ``scipy.ndimage.affine_transform``
+    with spline ``order`` (0 or 1)."""
     m = _source_to_model(geometry)
     src_shape = tuple(int(s) for s in geometry["source_shape"])
     rot, offset = m[:3, :3], m[:3, 3]
+    if box is not None:  # output voxel o of the block is source voxel o + start: fold the start into the offset
+        start = np.array([b.start for b in box], dtype=float)
+        src_shape = tuple(int(b.stop - b.start) for b in box)
+        offset = offset + rot @ start
     rounded = np.rint(rot)
     is_perm = (
         np.allclose(rot, rounded, atol=1e-4)
@@ -160,20 +166,35 @@ def restore_volume(slices: np.ndarray, geometry: dict, mask: np.ndarray | None =
     return out
 
 
+#: Voxels around the input brain's bounding box that the exact-background restore also computes, so that a brain
+#: voxel's nearest translated neighbour is found as on the whole grid.
+RESTORE_MARGIN = 4
+
+
 def _restore_on_source_mask(slices: np.ndarray, geometry: dict, mask: np.ndarray | None, source_mask: np.ndarray) -> np.ndarray:
     vals = np.asarray(slices, dtype=np.float32)
     m = np.ones(vals.shape, dtype=np.float32) if mask is None else np.asarray(mask, dtype=np.float32)
-    num = _resample_to_source(_model_volume(vals * m, geometry), geometry, order=1).astype(np.float32, copy=False)
-    den = _resample_to_source(_model_volume(m, geometry), geometry, order=1).astype(np.float32, copy=False)
-    if tuple(num.shape) != tuple(source_mask.shape):
-        raise ValueError(f"source_mask has shape {tuple(source_mask.shape)}, the source grid is {tuple(num.shape)}")
+    full = tuple(int(v) for v in geometry["source_shape"])
+    if tuple(source_mask.shape) != full:
+        raise ValueError(f"source_mask has shape {tuple(source_mask.shape)}, the source grid is {full}")
+    out = np.zeros(full, dtype=np.float32)
+    if not source_mask.any():
+        return out
+    # only the input brain's bounding box (plus a margin) can hold non-zero output: resample and fill just there
+    idx = np.nonzero(source_mask)
+    box = tuple(slice(max(int(i.min()) - RESTORE_MARGIN, 0), min(int(i.max()) + 1 + RESTORE_MARGIN, n))
+                for i, n in zip(idx, full))
+    num = _resample_to_source(_model_volume(vals * m, geometry), geometry, order=1, box=box).astype(np.float32, copy=False)
+    den = _resample_to_source(_model_volume(m, geometry), geometry, order=1, box=box).astype(np.float32, copy=False)
+    inside = source_mask[box]
     valid = den > 1e-3
-    out = np.zeros(num.shape, dtype=np.float32)
-    np.divide(num, den, out=out, where=valid)
-    need = source_mask & ~valid
+    sub = np.zeros(num.shape, dtype=np.float32)
+    np.divide(num, den, out=sub, where=valid)
+    need = inside & ~valid
     if need.any():
-        fill_nearest(out, valid, need)
-    out[~source_mask] = 0.0
+        fill_nearest(sub, valid, need)
+    sub[~inside] = 0.0
+    out[box] = sub
     return out
 
 
