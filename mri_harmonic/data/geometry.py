@@ -186,15 +186,20 @@ def _restore_on_source_mask(slices: np.ndarray, geometry: dict, mask: np.ndarray
                 for i, n in zip(idx, full))
     num = _resample_to_source(_model_volume(vals * m, geometry), geometry, order=1, box=box).astype(np.float32, copy=False)
     den = _resample_to_source(_model_volume(m, geometry), geometry, order=1, box=box).astype(np.float32, copy=False)
-    inside = source_mask[box]
+    out[box] = normalised_on_mask(num, den, source_mask[box])
+    return out
+
+
+def normalised_on_mask(num: np.ndarray, den: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """``num / den`` (normalised interpolation: ``R(v·m) / R(m)``) where ``den`` is appreciable, the nearest such
+    value at the other ``inside`` voxels, and exactly 0 outside ``inside``."""
     valid = den > 1e-3
-    sub = np.zeros(num.shape, dtype=np.float32)
-    np.divide(num, den, out=sub, where=valid)
+    out = np.zeros(num.shape, dtype=np.float32)
+    np.divide(num, den, out=out, where=valid)
     need = inside & ~valid
     if need.any():
-        fill_nearest(sub, valid, need)
-    sub[~inside] = 0.0
-    out[box] = sub
+        fill_nearest(out, valid, need)
+    out[~inside] = 0.0
     return out
 
 

@@ -154,21 +154,13 @@ def from_model_grid(values: np.ndarray, brain: np.ndarray, model_img: Any, input
     outside the input's own mask (its non-zero voxels). Returns (x, y, z) float32."""
     import SimpleITK as sitk
 
-    from mri_harmonic.data.geometry import fill_nearest
+    from mri_harmonic.data.geometry import normalised_on_mask
 
     m = np.asarray(brain, dtype=np.float32)
     resample = lambda a: array_of(sitk.Resample(image_like(a, model_img), input_img, sitk.Transform(),  # noqa: E731
                                                 sitk.sitkLinear, 0.0, sitk.sitkFloat32))
     num, den = resample(np.asarray(values, dtype=np.float32) * m), resample(m)
-    own = array_of(input_img) != 0
-    valid = den > 1e-3
-    out = np.zeros(num.shape, dtype=np.float32)
-    np.divide(num, den, out=out, where=valid)
-    need = own & ~valid
-    if need.any():
-        fill_nearest(out, valid, need)
-    out[~own] = 0.0
-    return out
+    return normalised_on_mask(num, den, array_of(input_img) != 0)
 
 
 @keeps_locale
