@@ -55,8 +55,9 @@ METHOD_LONG = {"discogan": ["loss.options.curriculum_steps=3200"]}
 #: The foreground patch graph variant: patches with < 25 % brain leave the graph; sigma 1.0, the best value at that
 #: threshold in reports/foreground_graph/.
 FOREGROUND = ["loss.smoothness.min_brain_fraction=0.25", "loss.smoothness.sigma=1.0"]
+PREPROCESS = "configs/preprocess-phantom-benchmark.yaml"
 #: --quick: a tiny phantom and a few steps of slim networks; exercises every step of the pipeline (tests run it).
-QUICK = dict(subjects=8, shape="60,60,39", steps=["max_steps=3", "sample_every=0", "checkpoint_every=1000", "log_every=1",
+QUICK = dict(subjects=8, shape="60,60,39", preprocess="configs/preprocess-phantom-quick.yaml", steps=["max_steps=3", "sample_every=0", "checkpoint_every=1000", "log_every=1",
                                                   "model.ngf=8", "model.ndf=8", "model.n_blocks=2",
                                                   "loss.options.curriculum_steps=1"], seeds=2, reader_study=4)
 #: Seeds of harmonic and cyclegan (the question); the other methods train with the first seed.
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         timings["phantom_s"] = run_cli(["phantom", data, "--subjects", args.subjects, "--seed", args.seed, *shape, "--no-progress"])
         save()
     if not (store / "store.json").is_file():
-        timings["preprocess_s"] = run_cli(["preprocess", data, store, "--config", "configs/preprocess-phantom-benchmark.yaml"])
+        timings["preprocess_s"] = run_cli(["preprocess", data, store, "--config", QUICK["preprocess"] if args.quick else PREPROCESS])
         save()
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
