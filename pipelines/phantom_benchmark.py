@@ -65,9 +65,11 @@ SEEDS = 3
 KEY_METHODS = ("harmonic", "cyclegan")
 
 
-def plan_runs(methods: list[str], seeds: int, foreground: bool, quick: bool) -> dict[str, tuple[str, list[str]]]:
+def plan_runs(methods: list[str], seeds: int, foreground: bool, quick: bool,
+              vgg_weights: Path | None = None) -> dict[str, tuple[str, list[str]]]:
     """``{run name: (preset, overrides)}`` in training order: harmonic and cyclegan seed 0 first (the demo's
-    pretrained pair), then the other seeds, the foreground variant, the other methods."""
+    pretrained pair), then the other seeds, the foreground variant, the other methods, and HarmonicGAN with VGG-16
+    features when ``vgg_weights`` (a state dict the user supplies) is given."""
     runs: dict[str, tuple[str, list[str]]] = {}
 
     def add(name: str, method: str, seed: int, extra: list[str] = ()) -> None:
@@ -89,6 +91,8 @@ def plan_runs(methods: list[str], seeds: int, foreground: bool, quick: bool) -> 
     for method in methods:
         if method not in KEY_METHODS:
             add(f"{method}-s0", method, 0)
+    if vgg_weights is not None and "harmonic" in methods:
+        add("harmonic-vgg-s0", "harmonic", 0, ["loss.smoothness.features=vgg", f"loss.smoothness.vgg_weights={vgg_weights}"])
     return runs
 
 
@@ -104,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=SEEDS, help="training seeds of harmonic and cyclegan")
     ap.add_argument("--methods", default=",".join(method_names()))
     ap.add_argument("--no-foreground", dest="foreground", action="store_false", help="skip the harmonic foreground-graph run")
+    ap.add_argument("--vgg-weights", type=Path, default=None, help="VGG-16 state dict file: adds a harmonic-vgg run")
     ap.add_argument("--jobs", type=int, default=2, help="trainings run side by side (each gets cores/jobs threads)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="TrainConfig override for every run")
     ap.add_argument("--reader-study", type=int, default=40)
@@ -136,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         save()
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    runs = plan_runs(methods, args.seeds, args.foreground, args.quick)
+    runs = plan_runs(methods, args.seeds, args.foreground, args.quick, args.vgg_weights)
     commands = {
         name: (work / "runs" / name,
                train_command(store, work / "runs" / name, cfg, args.direction, ["time_budget_minutes=null", *extra, *args.overrides]))
