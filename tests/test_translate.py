@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import make_synthetic_store
+from conftest import make_synthetic_store, write_dicom_series
 
 from mri_harmonic.config import dump_config
-from mri_harmonic.data.sitk_io import keeps_locale
 from mri_harmonic.errors import UserInputError
 from mri_harmonic.evaluation.translate import modality_from_name, translate
 
@@ -313,29 +312,6 @@ def test_translate_agrees_with_store_slices_of_real_preprocess(tmp_path):
 
 
 # ---- other formats through SimpleITK --------------------------------------------------------------------------------
-@keeps_locale  # GDCM's writer leaves the process in the C locale (ASCII text I/O for later tests)
-def _write_dicom_series(img, folder):
-    """``img`` (int16 sitk.Image) as a DICOM series, one file per axial slice, with the geometry tags GDCM reads."""
-    folder.mkdir(parents=True)
-    direction = img.GetDirection()
-    series = "1.2.826.0.1.3680043.2.1125.1." + "1"
-    for z in range(img.GetDepth()):
-        sl = img[:, :, z]
-        tags = {
-            "0008|0060": "MR", "0008|0016": "1.2.840.10008.5.1.4.1.1.4", "0020|000d": series + ".0", "0020|000e": series,
-            "0020|0013": str(z + 1), "0020|0032": "\\".join(f"{v:.6f}" for v in img.TransformIndexToPhysicalPoint((0, 0, z))),
-            "0020|0037": "\\".join(f"{v:.6f}" for v in (direction[0], direction[3], direction[6], direction[1], direction[4], direction[7])),
-            "0018|0050": f"{img.GetSpacing()[2]:.6f}", "0028|0030": f"{img.GetSpacing()[1]:.6f}\\{img.GetSpacing()[0]:.6f}",
-        }
-        for k, v in tags.items():
-            sl.SetMetaData(k, v)
-        writer = sitk.ImageFileWriter()
-        writer.KeepOriginalImageUIDOn()
-        writer.SetFileName(str(folder / f"slice{z:03d}.dcm"))
-        writer.Execute(sl)
-    return folder
-
-
 def test_nrrd_mha_and_dicom_inputs_match_the_nifti_path(setup, tmp_path):
     """Without a training spacing to resample to, an NRRD / MHA / DICOM copy of a volume translates to exactly what
     its NIfTI does (the orientation change is a permutation), on the input's grid, in the format asked for."""
@@ -347,7 +323,7 @@ def test_nrrd_mha_and_dicom_inputs_match_the_nifti_path(setup, tmp_path):
     inputs = {"nrrd": tmp_path / "in.nrrd", "mha": tmp_path / "in.mha"}
     for path in inputs.values():
         sitk.WriteImage(img, str(path))
-    inputs["dicom"] = _write_dicom_series(img, tmp_path / "dicom")
+    inputs["dicom"] = write_dicom_series(img, tmp_path / "dicom")
     for fmt, path in inputs.items():
         out_nii = translate(run, path, tmp_path / f"{fmt}.nii.gz", device="cpu")[0]
         got = nib.load(str(out_nii))
