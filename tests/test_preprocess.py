@@ -599,10 +599,13 @@ def _dicom_case_copy(nifti_case, out_case, series_numbers=(1,)):
 def test_a_dicom_series_folder_per_modality_gives_the_store_of_the_nifti_case(tmp_path, capsys):
     """``case/flair/`` holding the FLAIR's DICOM series (one file per slice), ``case/t1.nrrd``, ``case/seg.nii.gz``:
     through ``mri-harmonic preprocess`` (resampled to another spacing), the same store as the NIfTI cases."""
+    import locale
+
     affine = np.array([[0, 0, 2.0, -5], [-2.0, 0, 0, 30], [0, 2.0, 0, 1], [0, 0, 0, 1]])  # stored as P, S, L
     for i in range(2):
         _write_case(tmp_path / "nifti", f"S{i}", seed=i, affine=affine)
         _dicom_case_copy(tmp_path / "nifti" / f"S{i}", tmp_path / "clinical" / f"S{i}")
+    before = locale.setlocale(locale.LC_ALL)  # GDCM switches to "C" unless the readers restore it
     assert len(list((tmp_path / "clinical" / "S0" / "flair").glob("*.dcm"))) == 18  # one file per slice
     cfg = tmp_path / "pre.yaml"
     cfg.write_text("in_plane_size: 32\nspacing: [1.5, 1.5, 1.5]\nsplit_fractions: [0.5, 0.5, 0.0]\n")
@@ -612,6 +615,7 @@ def test_a_dicom_series_folder_per_modality_gives_the_store_of_the_nifti_case(tm
         out = capsys.readouterr()
         assert code == 0, out.err
     assert "skipped" not in out.out and "preprocessed 2 subject(s)" in out.out
+    assert locale.setlocale(locale.LC_ALL) == before
     _same_store(SliceStore(tmp_path / "a"), SliceStore(tmp_path / "b"))
     sources = SliceStore(tmp_path / "b").subjects["S0"]["sources"]
     assert sources["flair"]["path"].endswith("S0/flair") and sources["t1"]["path"].endswith("S0/t1.nrrd")

@@ -336,6 +336,19 @@ def test_nrrd_mha_and_dicom_inputs_match_the_nifti_path(setup, tmp_path):
     assert np.array_equal(ref != 0, brain)
 
 
+def test_folder_of_cases_with_a_dicom_series_folder(setup, tmp_path):
+    """A data folder whose case holds its FLAIR as a DICOM series folder (``case01/flair/``) translates, as a
+    folder, to what the series folder gives alone."""
+    _, _, run, _, volume, _ = setup
+    img = sitk.Cast(sitk.Round(sitk.ReadImage(str(volume))), sitk.sitkInt16)
+    write_dicom_series(img, tmp_path / "data" / "case01" / "flair")
+    sitk.WriteImage(img, str(tmp_path / "data" / "case01" / "t1.nrrd"))  # the target modality: not read
+    alone = translate(run, tmp_path / "data" / "case01" / "flair", tmp_path / "alone.nii.gz", device="cpu")[0]
+    (out,) = translate(run, tmp_path / "data", tmp_path / "out", device="cpu", progress=False)
+    assert out == tmp_path / "out" / "case01" / "case01_t1_synthetic.nii.gz"
+    np.testing.assert_array_equal(nib.load(str(out)).get_fdata(), nib.load(str(alone)).get_fdata())
+
+
 def test_sitk_input_is_resampled_to_the_training_spacing_and_back(setup, tmp_path):
     """An oblique-free but permuted, finely sampled NRRD: resampled to the run's spacing, translated, resampled back
     onto its own grid; 0 exactly outside its own brain, translated values inside, close to the NIfTI path's."""

@@ -51,7 +51,8 @@ _MSD_NAMES = {"flair": "flair", "t1w": "t1", "t1": "t1", "t1gd": "t1ce", "t1ce":
 LAYOUTS_UNDERSTOOD = (
     "BraTS 2018-2021 (<case>_{flair,t1,t1ce,t2,seg}.nii[.gz]), "
     "BraTS 2023+ (<case>-{t2f,t1n,t1c,t2w,seg}.nii[.gz]), "
-    "MSD Task01_BrainTumour (imagesTr/*.nii.gz 4-D + labelsTr/)"
+    "MSD Task01_BrainTumour (imagesTr/*.nii.gz 4-D + labelsTr/); a modality may also be .nrrd / .mha or a folder "
+    "holding one DICOM series, named for the modality alone inside its case folder (case01/{flair/,t1.nrrd,seg.nii.gz})"
 )
 
 #: file endings of one-file-per-modality volumes: NIfTI, and NRRD / MetaImage (read through SimpleITK)
@@ -241,7 +242,7 @@ def discover(data_dir: str | os.PathLike) -> list[Case]:
     if not cases:
         examples = ", ".join(str(p.relative_to(data_dir)) for p in files[:5]) or "none"
         raise UserInputError(
-            f"no BraTS or MSD case found in {data_dir}: it holds {len(files)} NIfTI file(s) (e.g. {examples}) and "
+            f"no BraTS or MSD case found in {data_dir}: it holds {len(files)} volume(s) (e.g. {examples}) and "
             f"{n_other} other file(s); layouts understood: {LAYOUTS_UNDERSTOOD}"
         )
     seen: dict[str, Case] = {}
