@@ -635,3 +635,25 @@ def test_a_modality_folder_with_two_dicom_series_is_skipped_naming_it(tmp_path, 
                  "--workers", "1", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and f"{tmp_path / 'data' / 'S1' / 'flair'}: holds 2 DICOM series" in err
+
+
+def test_a_resume_fingerprint_follows_the_files_of_a_dicom_series_folder(tmp_path):
+    """A rewritten slice file of a series folder changes the subject's fingerprint (the folder's own size and time
+    would not), so a resumed run redoes that subject."""
+    import os
+
+    from mri_harmonic.data.layouts import discover
+    from mri_harmonic.data.preprocess import fingerprint
+
+    _write_case(tmp_path / "nifti", "S0")
+    _dicom_case_copy(tmp_path / "nifti" / "S0", tmp_path / "data" / "S0")
+    (case,) = discover(tmp_path / "data")
+    before = fingerprint(case)
+    folder = tmp_path / "data" / "S0" / "flair"
+    sl = sorted(folder.iterdir())[3]
+    stat = os.stat(folder)
+    sl.write_bytes(sl.read_bytes() + b"\0\0")
+    os.utime(folder, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    after = fingerprint(case)
+    assert before[str(folder)] != after[str(folder)]
+    assert {k: v for k, v in before.items() if k != str(folder)} == {k: v for k, v in after.items() if k != str(folder)}
