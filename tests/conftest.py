@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
+from mri_harmonic.data.sitk_io import keeps_locale
+
 torch.set_num_threads(1)
 
 
@@ -58,3 +60,29 @@ def make_synthetic_store(path, *, size=32, subjects=4, slices=3, modalities=("fl
 def synthetic_store(tmp_path):
     """Path of a tiny synthetic slice store (32x32, 3 splits x 4 subjects x 3 slices)."""
     return make_synthetic_store(tmp_path / "store")
+
+
+@keeps_locale  # GDCM's writer leaves the process in the C locale (ASCII text I/O for later tests)
+def write_dicom_series(img, folder, series_number=1):
+    """``img`` (int16 sitk.Image) as a DICOM series, one file per axial slice, with the geometry tags GDCM reads;
+    ``series_number`` makes the series UID (another number: another series, which may share the folder)."""
+    import SimpleITK as sitk
+
+    folder.mkdir(parents=True, exist_ok=True)
+    direction = img.GetDirection()
+    series = f"1.2.826.0.1.3680043.2.1125.1.{series_number}"
+    for z in range(img.GetDepth()):
+        sl = img[:, :, z]
+        tags = {
+            "0008|0060": "MR", "0008|0016": "1.2.840.10008.5.1.4.1.1.4", "0020|000d": series + ".0", "0020|000e": series,
+            "0020|0013": str(z + 1), "0020|0032": "\\".join(f"{v:.6f}" for v in img.TransformIndexToPhysicalPoint((0, 0, z))),
+            "0020|0037": "\\".join(f"{v:.6f}" for v in (direction[0], direction[3], direction[6], direction[1], direction[4], direction[7])),
+            "0018|0050": f"{img.GetSpacing()[2]:.6f}", "0028|0030": f"{img.GetSpacing()[1]:.6f}\\{img.GetSpacing()[0]:.6f}",
+        }
+        for k, v in tags.items():
+            sl.SetMetaData(k, v)
+        writer = sitk.ImageFileWriter()
+        writer.KeepOriginalImageUIDOn()
+        writer.SetFileName(str(folder / f"s{series_number}_slice{z:03d}.dcm"))
+        writer.Execute(sl)
+    return folder

@@ -224,8 +224,21 @@ def test_checkpoint_choice_and_single_run_reader_study(evaluated, tmp_path):
     with pytest.raises(UserInputError, match="step_0000002") as exc:
         evaluate(runs[:1], store, out_dir=tmp_path / "o", device="cpu", progress=False, checkpoint="step_9")
     assert "'step_9'" in str(exc.value)
-    with pytest.raises(UserInputError, match="two or more runs"):
-        evaluate(runs[:1], store, out_dir=tmp_path / "o", device="cpu", progress=False, reader_study=3)
+    # one run: a realism study (each case the real target or the translation), which its answers score
+    from mri_harmonic.data.store import SliceStore
+    from mri_harmonic.evaluation.reader_study import REALISM_KEY_COLUMNS
+
+    evaluate(runs[:1], store, out_dir=tmp_path / "one", device="cpu", progress=False, reader_study=3, directions="flair2t1")
+    key = pd.read_csv(tmp_path / "one" / "reader_study" / "key.csv")
+    assert list(key.columns) == REALISM_KEY_COLUMNS and sorted(key["shown"]) == ["real", "synthetic", "synthetic"]
+    assert set(key["method"]) == {"harmonic"}
+    sheet = (tmp_path / "one" / "reader_study" / "sheet.html").read_text()
+    assert sheet.count('<section class="case"') == 3 and '"mode": "realism"' in sheet
+    test = SliceStore(store).array("test", "t1")  # the real cases show store slices of the target modality
+    from test_reader_study import _realism_images
+
+    real = [_realism_images(sheet)[c] for c in key.loc[key["shown"] == "real", "case_id"]]
+    assert all(any(np.array_equal(img, np.round(np.asarray(t, np.float32) * 255).astype(np.uint8)) for t in test) for img in real)
 
 
 def test_parse_directions():

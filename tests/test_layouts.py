@@ -172,3 +172,21 @@ def test_msd_file_that_is_not_4d_is_skipped_with_reason(tmp_path):
     (case,) = discover(tmp_path)
     with pytest.raises(BadSubjectError, match="must be 4-D channels-last"):
         run_chain(case, PreprocessConfig(in_plane_size=16))
+
+
+def test_bare_modality_names_and_dicom_series_folders(tmp_path):
+    """``case01/{flair/ (a DICOM series), t1.nrrd, seg.nii.gz}``: one case named by its folder; a modality-named
+    folder without a DICOM series is an ordinary folder (its files are discovered as usual)."""
+    import SimpleITK as sitk
+    from conftest import write_dicom_series
+
+    img = sitk.GetImageFromArray(np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6))
+    write_dicom_series(img, tmp_path / "case01" / "flair")
+    sitk.WriteImage(img, str(tmp_path / "case01" / "t1.nrrd"))
+    _tiny(tmp_path / "case01" / "seg.nii.gz")
+    _tiny(tmp_path / "t2" / "case02_flair.nii.gz")  # a folder named like a modality, holding no DICOM
+    c1, c2 = discover(tmp_path)
+    assert c1.subject == "case01" and c1.label_convention == "brats2021"
+    assert {m: s.path for m, s in c1.images.items()} == {"flair": tmp_path / "case01" / "flair", "t1": tmp_path / "case01" / "t1.nrrd"}
+    assert c1.seg == tmp_path / "case01" / "seg.nii.gz"
+    assert c2.subject == "case02" and c2.images["flair"].path.name == "case02_flair.nii.gz"

@@ -114,6 +114,23 @@ def test_lps_and_ras_copies_give_identical_slices(tmp_path):
     assert col_mean[0] > col_mean[1] + 0.5 and row_mean[1] > row_mean[0] + 0.5
 
 
+def test_modalities_on_one_grid_in_another_voxel_order_are_matched(tmp_path):
+    """A subject's t1 and labels stored with axis 2 reversed (the same voxels in world space, as a DICOM series
+    stacked along its slice normal may be) give the store of the subject stored in one order."""
+    a = _write_case(tmp_path / "one", "S1")
+    b = tmp_path / "mixed" / "S1"
+    shutil.copytree(a, b)
+    for name in ("S1_t1.nii.gz", "S1_seg.nii.gz"):
+        img = nib.load(a / name)
+        flip = nib.orientations.inv_ornt_aff(np.array([[0, 1], [1, 1], [2, -1]]), img.shape)
+        nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj)[:, :, ::-1], img.affine @ flip), b / name)
+    cfg = PreprocessConfig(in_plane_size=32, split_fractions=[1.0, 0.0, 0.0])
+    preprocess(tmp_path / "one", tmp_path / "s_one", cfg, workers=1, progress=False)
+    summary = preprocess(tmp_path / "mixed", tmp_path / "s_mixed", cfg, workers=1, progress=False)
+    assert not summary["skipped"]
+    _same_store(SliceStore(tmp_path / "s_one"), SliceStore(tmp_path / "s_mixed"))
+
+
 def test_slice_pixels_map_to_their_source_voxels(reference_store):
     store = reference_store
     rng = np.random.default_rng(0)
@@ -563,3 +580,80 @@ def test_compute_slices_returns_the_store_without_writing(phantoms, reference_st
         for name in NAMES:
             assert np.array_equal(result.arrays[split][name], reference_store.array(split, name)), (split, name)
     assert result.subjects.keys() == set(reference_store.manifest["subject"])
+
+
+def _dicom_case_copy(nifti_case, out_case, series_numbers=(1,)):
+    """``out_case/{flair/ (a DICOM series), t1.nrrd, seg.nii.gz}``: the case's files under bare modality names, the
+    FLAIR as a DICOM series folder written by SimpleITK (``series_numbers``: several make several series in it)."""
+    import SimpleITK as sitk
+    from conftest import write_dicom_series
+
+    out_case.mkdir(parents=True)
+    sid = nifti_case.name
+    for n in series_numbers:
+        write_dicom_series(sitk.ReadImage(str(nifti_case / f"{sid}_flair.nii.gz")), out_case / "flair", series_number=n)
+    sitk.WriteImage(sitk.ReadImage(str(nifti_case / f"{sid}_t1.nii.gz")), str(out_case / "t1.nrrd"))
+    shutil.copy(nifti_case / f"{sid}_seg.nii.gz", out_case / "seg.nii.gz")
+
+
+def test_a_dicom_series_folder_per_modality_gives_the_store_of_the_nifti_case(tmp_path, capsys):
+    """``case/flair/`` holding the FLAIR's DICOM series (one file per slice), ``case/t1.nrrd``, ``case/seg.nii.gz``:
+    through ``mri-harmonic preprocess`` (resampled to another spacing), the same store as the NIfTI cases."""
+    import locale
+
+    affine = np.array([[0, 0, 2.0, -5], [-2.0, 0, 0, 30], [0, 2.0, 0, 1], [0, 0, 0, 1]])  # stored as P, S, L
+    for i in range(2):
+        _write_case(tmp_path / "nifti", f"S{i}", seed=i, affine=affine)
+        _dicom_case_copy(tmp_path / "nifti" / f"S{i}", tmp_path / "clinical" / f"S{i}")
+    before = locale.setlocale(locale.LC_ALL)  # GDCM switches to "C" unless the readers restore it
+    assert len(list((tmp_path / "clinical" / "S0" / "flair").glob("*.dcm"))) == 18  # one file per slice
+    cfg = tmp_path / "pre.yaml"
+    cfg.write_text("in_plane_size: 32\nspacing: [1.5, 1.5, 1.5]\nsplit_fractions: [0.5, 0.5, 0.0]\n")
+    for data, store in (("nifti", "a"), ("clinical", "b")):
+        code = main(["preprocess", str(tmp_path / data), str(tmp_path / store), "--config", str(cfg), "--workers", "1",
+                     "--no-progress"])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+    assert "skipped" not in out.out and "preprocessed 2 subject(s)" in out.out
+    assert locale.setlocale(locale.LC_ALL) == before
+    _same_store(SliceStore(tmp_path / "a"), SliceStore(tmp_path / "b"))
+    sources = SliceStore(tmp_path / "b").subjects["S0"]["sources"]
+    assert sources["flair"]["path"].endswith("S0/flair") and sources["t1"]["path"].endswith("S0/t1.nrrd")
+    assert SliceStore(tmp_path / "b").subjects["S0"]["seg_path"].endswith("S0/seg.nii.gz")
+
+
+def test_a_modality_folder_with_two_dicom_series_is_skipped_naming_it(tmp_path, capsys):
+    for i in range(3):
+        _write_case(tmp_path / "nifti", f"S{i}", seed=i)
+        _dicom_case_copy(tmp_path / "nifti" / f"S{i}", tmp_path / "data" / f"S{i}", series_numbers=(1, 2) if i == 1 else (1,))
+    cfg = PreprocessConfig(in_plane_size=32, split_fractions=[0.5, 0.5, 0.0])
+    summary = preprocess(tmp_path / "data", tmp_path / "store", cfg, workers=1, progress=False)
+    (skip,) = summary["skipped"]
+    assert skip["subject"] == "S1" and skip["path"] == str(tmp_path / "data" / "S1" / "flair")
+    assert "holds 2 DICOM series" in skip["reason"] and "folder of its own" in skip["reason"]
+    code = main(["preprocess", str(tmp_path / "data"), str(tmp_path / "strict"), "--strict", "--set", "in_plane_size=32",
+                 "--workers", "1", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and f"{tmp_path / 'data' / 'S1' / 'flair'}: holds 2 DICOM series" in err
+
+
+def test_a_resume_fingerprint_follows_the_files_of_a_dicom_series_folder(tmp_path):
+    """A rewritten slice file of a series folder changes the subject's fingerprint (the folder's own size and time
+    would not), so a resumed run redoes that subject."""
+    import os
+
+    from mri_harmonic.data.layouts import discover
+    from mri_harmonic.data.preprocess import fingerprint
+
+    _write_case(tmp_path / "nifti", "S0")
+    _dicom_case_copy(tmp_path / "nifti" / "S0", tmp_path / "data" / "S0")
+    (case,) = discover(tmp_path / "data")
+    before = fingerprint(case)
+    folder = tmp_path / "data" / "S0" / "flair"
+    sl = sorted(folder.iterdir())[3]
+    stat = os.stat(folder)
+    sl.write_bytes(sl.read_bytes() + b"\0\0")
+    os.utime(folder, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    after = fingerprint(case)
+    assert before[str(folder)] != after[str(folder)]
+    assert {k: v for k, v in before.items() if k != str(folder)} == {k: v for k, v in after.items() if k != str(folder)}

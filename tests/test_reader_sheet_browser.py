@@ -11,9 +11,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_reader_study import expected_scores, make_cases, simulate_reader  # noqa: E402  (tests/ is on sys.path)
+from test_reader_study import expected_scores, make_cases, make_realism_cases, simulate_reader  # noqa: E402  (tests/ is on sys.path)
 
-from mri_harmonic.evaluation.reader_study import ANSWER_COLUMNS, score_reader_study, write_reader_study
+from mri_harmonic.evaluation.reader_study import (
+    ANSWER_COLUMNS,
+    REALISM_ANSWER_COLUMNS,
+    score_reader_study,
+    write_reader_study,
+    write_realism_study,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -178,3 +184,45 @@ def test_print_layout_hides_controls(page, tmp_path):
     assert not page.is_visible("#view-zoom")
     assert page.is_visible("#case-1 figure.slot img")
     assert page.evaluate("getComputedStyle(document.querySelector('#case-0')).breakInside") == "avoid"
+
+
+def test_realism_sheet_fill_save_reload_and_score(page, tmp_path):
+    """One run's realism sheet: one image per case, real or synthetic; the saved file scores as the answers say."""
+    paths = write_realism_study(make_realism_cases(n=5), tmp_path / "study", seed=2)
+    key = pd.read_csv(paths["key"])
+    answers = dict(zip(key["case_id"], ["real", "synthetic", "real", "real", "synthetic"]))  # in display order
+    page.goto(paths["sheet"].as_uri())
+    assert page.inner_text("#progress") == "0 / 5 answered"
+    assert page.locator("section.case img").count() == 5 and page.locator("input[data-kind=likert]").count() == 0
+    page.fill("#reader-name", "Dr Browser, MD")
+    for i, case_id in enumerate(key["case_id"][:4]):
+        page.click(f'input[name="answer-{i}"][value="{answers[case_id]}"]')
+    page.fill('#case-0 input.comment', 'too "smooth", maybe')
+    assert page.inner_text("#progress") == "4 / 5 answered"
+    assert page.inner_text("#case-4 .status") == "not answered yet"
+    dialogs: list[str] = []
+
+    def accept(dialog):
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    partial = _save(page, tmp_path / "partial.csv")
+    assert dialogs and "4 / 5 cases are complete" in dialogs[0]
+    raw = pd.read_csv(partial, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert list(raw.columns) == REALISM_ANSWER_COLUMNS
+    assert dict(zip(raw["case_id"], raw["answer"])) == {c: answers[c] for c in key["case_id"][:4]}
+    assert raw["comment"].iloc[0] == 'too "smooth", maybe'
+
+    page.reload()  # answers kept; finish the last case and save the complete file
+    assert page.inner_text("#progress") == "4 / 5 answered"
+    assert page.is_checked(f'input[name="answer-1"][value="{answers[key["case_id"][1]]}"]')
+    page.click(f'input[name="answer-4"][value="{answers[key["case_id"][4]]}"]')
+    full = _save(page, tmp_path / "full.csv")
+    df = score_reader_study([full], paths["key"]).set_index(["level", "shown"]).loc["run"]
+    truth = key.assign(answer=key["case_id"].map(answers))
+    for shown in ("synthetic", "real"):
+        sub = truth[truth["shown"] == shown]
+        assert df.at[shown, "judged_real"] == (sub["answer"] == "real").sum()
+        assert df.at[shown, "n_judgements"] == len(sub)
+    assert page.errors == []

@@ -1,4 +1,5 @@
-"""Reader-study sheets and scoring: blinding, reproducible slot orders, a simulated-reader round trip, bad answers."""
+"""Reader-study sheets and scoring: blinding, reproducible slot orders, a simulated-reader round trip, bad answers;
+the realism study of one run (real or synthetic?) against a hand computation."""
 
 from __future__ import annotations
 
@@ -19,9 +20,13 @@ from mri_harmonic.evaluation.reader_study import (
     ANSWER_COLUMNS,
     KEY_COLUMNS,
     PAPER_TABLE3,
+    REALISM_ANSWER_COLUMNS,
+    REALISM_KEY_COLUMNS,
+    REALISM_SCORE_COLUMNS,
     ReaderCase,
     score_reader_study,
     write_reader_study,
+    write_realism_study,
     write_scores,
 )
 
@@ -390,3 +395,118 @@ def test_run_labels_that_are_ordinary_words_are_allowed(tmp_path):
     sheet = paths["sheet"].read_text().lower()
     for method in runs.values():
         assert method not in sheet
+
+
+# ---- realism study (one run: real or synthetic?) ------------------------------------------------------------------
+ONE_RUN = {"run_hx_7": "harmonic"}
+
+
+def make_realism_cases(n=7, size=24):
+    """One output per case plus its real target; every image distinct (target brighter than the output)."""
+    cases = make_cases(n=n, runs=ONE_RUN, size=size)
+    for i, c in enumerate(cases):
+        c.target_image = np.clip(c.outputs["run_hx_7"] + 0.3 + 0.01 * i, 0, 1) * (c.outputs["run_hx_7"] > 0)
+    return cases
+
+
+def _realism_images(sheet: str) -> dict[str, np.ndarray]:
+    out = {}
+    for section in re.findall(r'<section class="case".*?</section>', sheet, flags=re.S):
+        case_id = re.search(r'<span class="case-id">([^<]+)</span>', section).group(1)
+        (uri,) = re.findall(r'<img src="data:image/png;base64,([^"]+)"', section)
+        out[case_id] = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri))))
+    return out
+
+
+def test_realism_study_shows_one_blinded_image_per_case(tmp_path):
+    cases = make_realism_cases(n=7)
+    paths = write_realism_study(cases, tmp_path / "study", seed=3)
+    key = pd.read_csv(paths["key"])
+    assert list(key.columns) == REALISM_KEY_COLUMNS and sorted(key["case_id"]) == [c.case_id for c in cases]
+    assert (key["shown"] == "real").sum() == 3 and (key["shown"] == "synthetic").sum() == 4  # n // 2 real
+    assert list(key["case_id"]) != [c.case_id for c in cases], "cases are shown in a random order"
+    sheet = paths["sheet"].read_text()
+    images = _realism_images(sheet)
+    assert list(images) == list(key["case_id"])  # the sheet's order is the key's
+    by_id = {c.case_id: c for c in cases}
+    for r in key.itertuples():
+        c = by_id[r.case_id]
+        shown = c.target_image if r.shown == "real" else c.outputs["run_hx_7"]
+        np.testing.assert_array_equal(images[r.case_id], np.round(shown * 255).astype(np.uint8))
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", sheet).lower()
+    for secret in ("run_hx_7", "harmonic", "input ("):
+        assert secret not in text
+    template = pd.read_csv(paths["answers_template"], dtype=str, keep_default_na=False)
+    assert list(template.columns) == REALISM_ANSWER_COLUMNS and list(template["case_id"]) == list(key["case_id"])
+    again = write_realism_study(cases, tmp_path / "again", seed=3)
+    assert again["key"].read_bytes() == paths["key"].read_bytes()
+    assert not pd.read_csv(write_realism_study(cases, tmp_path / "other", seed=4)["key"]).equals(key)
+    with pytest.raises(UserInputError, match="one output and the real target"):
+        write_realism_study(make_cases(n=2), tmp_path / "multi")
+
+
+def _wilson(k, n, z=1.959963984540054):
+    """Wilson's score interval by its formula (Wilson 1927), independent of SciPy."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return 100 * (centre - half), 100 * (centre + half)
+
+
+def _realism_key(tmp_path):
+    key = pd.DataFrame({"case_id": ["c1", "c2", "c3", "c4", "c5"], "shown": ["synthetic", "synthetic", "synthetic", "real", "real"],
+                        "run": "run_hx_7", "method": "harmonic"})
+    key.to_csv(tmp_path / "key.csv", index=False)
+    return tmp_path / "key.csv"
+
+
+def test_realism_scores_match_a_hand_computation(tmp_path, capsys):
+    key = _realism_key(tmp_path)
+    # reader A: synthetic c1 real, c2 synthetic, c3 real; real c4 real, c5 synthetic
+    # reader B: synthetic c1 real, c2 real, c3 left blank; real c4 real, c5 real
+    a = pd.DataFrame({"reader": "A", "case_id": ["c1", "c2", "c3", "c4", "c5"],
+                      "answer": ["real", "synthetic", "Real", "real", "synthetic"], "comment": ""})
+    b = pd.DataFrame({"reader": "B", "case_id": ["c1", "c2", "c3", "c4", "c5"], "answer": ["real", "real", "", "real", "real"]})
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_csv(tmp_path / "b.csv", index=False)  # no comment column: allowed
+    df = score_reader_study([tmp_path / "a.csv", tmp_path / "b.csv"], key)
+    assert list(df.columns) == REALISM_SCORE_COLUMNS
+    got = df.set_index(["level", "name", "shown"])
+    expected = {  # (level, name, shown): (judged real, judgements, images, readers)
+        ("run", "run_hx_7", "synthetic"): (4, 5, 3, 2), ("run", "run_hx_7", "real"): (3, 4, 2, 2),
+        ("reader", "A", "synthetic"): (2, 3, 3, 1), ("reader", "A", "real"): (1, 2, 2, 1),
+        ("reader", "B", "synthetic"): (2, 2, 2, 1), ("reader", "B", "real"): (2, 2, 2, 1),
+    }
+    assert len(df) == len(expected)
+    for idx, (k, n, images, readers) in expected.items():
+        row = got.loc[idx]
+        assert (row.judged_real, row.n_judgements, row.n_images, row.n_readers) == (k, n, images, readers), idx
+        assert row.PctJudgedReal == pytest.approx(100 * k / n)
+        assert (row.CILow, row.CIHigh) == pytest.approx(_wilson(k, n), abs=1e-9), idx
+        assert row.method == "harmonic"
+    # the same numbers through the CLI, and its Markdown: accuracy (1 + 3 correct of 9)
+    code = main(["reader-study", "score", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--key", str(key),
+                 "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "PctJudgedReal" in captured.out
+    csv = pd.read_csv(tmp_path / "out" / "reader_study_scores.csv")
+    assert csv.loc[(csv.level == "run") & (csv.shown == "synthetic"), "PctJudgedReal"].item() == pytest.approx(80.0)
+    md = (tmp_path / "out" / "reader_study_scores.md").read_text()
+    low, high = _wilson(4, 9)
+    assert f"44.4% (4 of 9; 95% interval {low:.1f} - {high:.1f})" in md
+    assert "| run_hx_7 | synthetic | 80.0 |" in md
+
+
+def test_realism_answers_are_checked(tmp_path, capsys):
+    key = _realism_key(tmp_path)
+    pd.DataFrame({"reader": "A", "case_id": ["c1", "c2"], "answer": ["real", "maybe"]}).to_csv(tmp_path / "a.csv", index=False)
+    with pytest.raises(UserInputError, match=r"a.csv, row 3: answer 'maybe' must be real or synthetic"):
+        score_reader_study([tmp_path / "a.csv"], key)
+    pd.DataFrame({"reader": "A", "case_id": ["c1", "c1"], "answer": ["real", "real"]}).to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(UserInputError, match="twice"):
+        score_reader_study([tmp_path / "d.csv"], key)
+    pd.DataFrame({"reader": "A", "case_id": ["c1"], "slot": "A", "likert": 3, "preferred": 1}).to_csv(tmp_path / "p.csv", index=False)
+    code = main(["reader-study", "score", str(tmp_path / "p.csv"), "--key", str(key), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "lacks column(s) answer" in err and "realism study" in err

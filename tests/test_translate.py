@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import make_synthetic_store
+from conftest import make_synthetic_store, write_dicom_series
 
 from mri_harmonic.config import dump_config
-from mri_harmonic.data.sitk_io import keeps_locale
 from mri_harmonic.errors import UserInputError
 from mri_harmonic.evaluation.translate import modality_from_name, translate
 
@@ -313,29 +312,6 @@ def test_translate_agrees_with_store_slices_of_real_preprocess(tmp_path):
 
 
 # ---- other formats through SimpleITK --------------------------------------------------------------------------------
-@keeps_locale  # GDCM's writer leaves the process in the C locale (ASCII text I/O for later tests)
-def _write_dicom_series(img, folder):
-    """``img`` (int16 sitk.Image) as a DICOM series, one file per axial slice, with the geometry tags GDCM reads."""
-    folder.mkdir(parents=True)
-    direction = img.GetDirection()
-    series = "1.2.826.0.1.3680043.2.1125.1." + "1"
-    for z in range(img.GetDepth()):
-        sl = img[:, :, z]
-        tags = {
-            "0008|0060": "MR", "0008|0016": "1.2.840.10008.5.1.4.1.1.4", "0020|000d": series + ".0", "0020|000e": series,
-            "0020|0013": str(z + 1), "0020|0032": "\\".join(f"{v:.6f}" for v in img.TransformIndexToPhysicalPoint((0, 0, z))),
-            "0020|0037": "\\".join(f"{v:.6f}" for v in (direction[0], direction[3], direction[6], direction[1], direction[4], direction[7])),
-            "0018|0050": f"{img.GetSpacing()[2]:.6f}", "0028|0030": f"{img.GetSpacing()[1]:.6f}\\{img.GetSpacing()[0]:.6f}",
-        }
-        for k, v in tags.items():
-            sl.SetMetaData(k, v)
-        writer = sitk.ImageFileWriter()
-        writer.KeepOriginalImageUIDOn()
-        writer.SetFileName(str(folder / f"slice{z:03d}.dcm"))
-        writer.Execute(sl)
-    return folder
-
-
 def test_nrrd_mha_and_dicom_inputs_match_the_nifti_path(setup, tmp_path):
     """Without a training spacing to resample to, an NRRD / MHA / DICOM copy of a volume translates to exactly what
     its NIfTI does (the orientation change is a permutation), on the input's grid, in the format asked for."""
@@ -347,7 +323,7 @@ def test_nrrd_mha_and_dicom_inputs_match_the_nifti_path(setup, tmp_path):
     inputs = {"nrrd": tmp_path / "in.nrrd", "mha": tmp_path / "in.mha"}
     for path in inputs.values():
         sitk.WriteImage(img, str(path))
-    inputs["dicom"] = _write_dicom_series(img, tmp_path / "dicom")
+    inputs["dicom"] = write_dicom_series(img, tmp_path / "dicom")
     for fmt, path in inputs.items():
         out_nii = translate(run, path, tmp_path / f"{fmt}.nii.gz", device="cpu")[0]
         got = nib.load(str(out_nii))
@@ -358,6 +334,19 @@ def test_nrrd_mha_and_dicom_inputs_match_the_nifti_path(setup, tmp_path):
     assert back.GetSize() == img.GetSize() and np.allclose(back.GetSpacing(), img.GetSpacing())
     np.testing.assert_allclose(sitk.GetArrayFromImage(back).transpose(2, 1, 0), ref, atol=1e-4)
     assert np.array_equal(ref != 0, brain)
+
+
+def test_folder_of_cases_with_a_dicom_series_folder(setup, tmp_path):
+    """A data folder whose case holds its FLAIR as a DICOM series folder (``case01/flair/``) translates, as a
+    folder, to what the series folder gives alone."""
+    _, _, run, _, volume, _ = setup
+    img = sitk.Cast(sitk.Round(sitk.ReadImage(str(volume))), sitk.sitkInt16)
+    write_dicom_series(img, tmp_path / "data" / "case01" / "flair")
+    sitk.WriteImage(img, str(tmp_path / "data" / "case01" / "t1.nrrd"))  # the target modality: not read
+    alone = translate(run, tmp_path / "data" / "case01" / "flair", tmp_path / "alone.nii.gz", device="cpu")[0]
+    (out,) = translate(run, tmp_path / "data", tmp_path / "out", device="cpu", progress=False)
+    assert out == tmp_path / "out" / "case01" / "case01_t1_synthetic.nii.gz"
+    np.testing.assert_array_equal(nib.load(str(out)).get_fdata(), nib.load(str(alone)).get_fdata())
 
 
 def test_sitk_input_is_resampled_to_the_training_spacing_and_back(setup, tmp_path):

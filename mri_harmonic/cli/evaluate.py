@@ -14,7 +14,7 @@ def evaluate_command(
     split: str = typer.Option("test", "--split", help="Store split to evaluate."),
     direction: str = typer.Option("both", "--direction", help="both, flair2t1 or t12flair."),
     out: Path = typer.Option(..., "--out", help="Report folder, e.g. reports/NAME."),
-    reader_study: int = typer.Option(0, "--reader-study", help="Also write a blinded reader-study sheet of N slices."),
+    reader_study: int = typer.Option(0, "--reader-study", help="Also write a blinded reader-study sheet of N slices (one run: real or synthetic?)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Slices per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     keep_background: bool = typer.Option(False, "--keep-background", help="Score raw outputs instead of zeroing them outside the brain."),

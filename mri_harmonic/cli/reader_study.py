@@ -12,7 +12,7 @@ import typer
 
 reader_study_app = typer.Typer(
     name="reader-study",
-    help="Blinded reader studies (the paper's Table 3): score the answers readers saved from sheet.html.",
+    help="Blinded reader studies (the paper's Table 3, or real-or-synthetic for one run): score the answers readers saved from sheet.html.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -28,7 +28,8 @@ def score(
     key: Path = typer.Option(..., "--key", help="The study's key.csv (written next to sheet.html)."),
     out: Path = typer.Option(..., "--out", help="Folder for reader_study_scores.csv and reader_study_scores.md."),
 ) -> None:
-    """Unblind answers with the key; write Prefer %, mean and std Likert per method and run; print the table."""
+    """Unblind answers with the key; write Prefer %, mean and std Likert per method and run (a realism study: the
+    share judged real of synthetic and of real images, with 95% intervals); print the table."""
     from mri_harmonic.evaluation.reader_study import format_scores, score_reader_study, write_scores
 
     df = score_reader_study(answers, key)

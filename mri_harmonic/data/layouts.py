@@ -14,9 +14,13 @@ Understood layouts (facts from /work/shared/brats-conventions.md; the organisers
   with ``.``.
 
 Files are matched by modality suffix within each folder, never by a year's pattern. A case may also hold its
-modalities as NRRD or MetaImage files with the same names (``<case>_flair.nrrd``, ``<case>-t2f.mha``); they are
-read through SimpleITK (:mod:`mri_harmonic.data.sitk_io`). Every case's labels are later
-mapped to the BraTS 2018-2021 convention with :data:`LABEL_MAPS`.
+modalities as NRRD or MetaImage files with the same names (``<case>_flair.nrrd``, ``<case>-t2f.mha``), or as a
+folder holding one DICOM series, named like a file without its ending (``<case>_flair/`` or ``<case>-t2f/``); they
+are read through SimpleITK (:mod:`mri_harmonic.data.sitk_io`). A name that is the modality token alone
+(``flair.nrrd``, ``flair/``, ``seg.nii.gz``) belongs to the case named by its folder, so a clinical case may be
+``case01/{flair/, t1.nrrd, seg.nii.gz}``. Only folders named by a modality token are asked whether they hold a
+DICOM series (a BraTS tree is never scanned for one). Every case's labels are later mapped to the BraTS 2018-2021
+convention with :data:`LABEL_MAPS`.
 """
 
 from __future__ import annotations
@@ -47,17 +51,33 @@ _MSD_NAMES = {"flair": "flair", "t1w": "t1", "t1": "t1", "t1gd": "t1ce", "t1ce":
 LAYOUTS_UNDERSTOOD = (
     "BraTS 2018-2021 (<case>_{flair,t1,t1ce,t2,seg}.nii[.gz]), "
     "BraTS 2023+ (<case>-{t2f,t1n,t1c,t2w,seg}.nii[.gz]), "
-    "MSD Task01_BrainTumour (imagesTr/*.nii.gz 4-D + labelsTr/)"
+    "MSD Task01_BrainTumour (imagesTr/*.nii.gz 4-D + labelsTr/); a modality may also be .nrrd / .mha or a folder "
+    "holding one DICOM series, named for the modality alone inside its case folder (case01/{flair/,t1.nrrd,seg.nii.gz})"
 )
 
 #: file endings of one-file-per-modality volumes: NIfTI, and NRRD / MetaImage (read through SimpleITK)
 VOLUME_SUFFIX = r"\.(?:nii(?:\.gz)?|nrrd|nhdr|mha|mhd)"
-_TOKEN_RE = re.compile(rf"^(?P<stem>.+)[_-](?P<tok>flair|t1ce|t1|t2|t2f|t1n|t1c|t2w|seg){VOLUME_SUFFIX}$", re.IGNORECASE)
+#: ``<stem>_<token>`` or ``<stem>-<token>``, or the token alone (the case is then named by the folder)
+_NAME = r"^(?:(?P<stem>.+)[_-])?(?P<tok>flair|t1ce|t1|t2|t2f|t1n|t1c|t2w|seg)"
+_TOKEN_RE = re.compile(rf"{_NAME}{VOLUME_SUFFIX}$", re.IGNORECASE)
+#: a modality folder (a DICOM series): the name of a file without its ending
+_FOLDER_TOKEN_RE = re.compile(rf"{_NAME}$", re.IGNORECASE)
+
+
+def _token_match(path: Path, series_folders: set[Path] | frozenset = frozenset()) -> re.Match | None:
+    return (_FOLDER_TOKEN_RE if path in series_folders else _TOKEN_RE).match(path.name)
+
+
+def _stem(m: re.Match, path: Path) -> str:
+    """The case a matched name belongs to: its stem, or (a bare token) the folder it lies in."""
+    return m["stem"] or path.parent.name
 
 
 def modality_from_name(path: str | os.PathLike) -> str | None:
-    """The modality a BraTS-style file name announces (``*_flair``, ``*-t2f``, ...), or None when it says none."""
-    m = _TOKEN_RE.match(Path(path).name)
+    """The modality a BraTS-style file name announces (``*_flair``, ``*-t2f``, ``flair.nrrd``, ...), or None when it
+    says none. A folder (a DICOM series) is named like a file without its ending (``flair/``, ``*_flair/``)."""
+    path = Path(path)
+    m = (_FOLDER_TOKEN_RE if path.is_dir() else _TOKEN_RE).match(path.name)
     if not m:
         return None
     tok = m.group("tok").lower()
@@ -66,7 +86,8 @@ def modality_from_name(path: str | os.PathLike) -> str | None:
 
 @dataclass(frozen=True)
 class Source:
-    """One image on disk: a 3-D file, or channel ``channel`` of a 4-D channels-last file (MSD)."""
+    """One image on disk: a 3-D file, a folder holding one DICOM series, or channel ``channel`` of a 4-D
+    channels-last file (MSD)."""
 
     path: Path
     channel: int | None = None
@@ -108,12 +129,20 @@ def nifti_stem(name: str) -> str:
     return re.sub(r"\.nii(\.gz)?$", "", name, flags=re.IGNORECASE)
 
 
-def _walk(data_dir: Path) -> tuple[list[Path], int]:
-    """All non-hidden volume files (NIfTI, NRRD, MetaImage) under ``data_dir`` (sorted) and the count of other
+def _walk(data_dir: Path) -> tuple[list[Path], set[Path], int]:
+    """All non-hidden volumes under ``data_dir`` (sorted): files (NIfTI, NRRD, MetaImage) and folders named by a
+    modality token that hold a DICOM series (not entered further; also returned as a set); and the count of other
     non-hidden files."""
-    found, others = [], 0
+    from mri_harmonic.data.sitk_io import dicom_series
+
+    found, series, others = [], set(), 0
     for root, dirs, files in os.walk(data_dir, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for d in list(dirs):
+            if _FOLDER_TOKEN_RE.match(d) and dicom_series(Path(root) / d):
+                found.append(Path(root) / d)
+                series.add(Path(root) / d)
+                dirs.remove(d)
         for f in sorted(files):
             if f.startswith("."):
                 continue
@@ -121,7 +150,7 @@ def _walk(data_dir: Path) -> tuple[list[Path], int]:
                 found.append(Path(root) / f)
             else:
                 others += 1
-    return found, others
+    return found, series, others
 
 
 def _msd_channels(task_dir: Path) -> dict[str, int]:
@@ -151,7 +180,7 @@ def discover(data_dir: str | os.PathLike) -> list[Case]:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise UserInputError(f"data folder {data_dir} does not exist or is not a folder; pass the folder holding the BraTS/MSD cases")
-    files, n_other = _walk(data_dir)
+    files, series_folders, n_other = _walk(data_dir)
     cases: list[Case] = []
     used: set[Path] = set()
 
@@ -174,9 +203,9 @@ def discover(data_dir: str | os.PathLike) -> list[Case]:
     for f in files:
         if f in used:
             continue
-        m = _TOKEN_RE.match(f.name)
+        m = _token_match(f, series_folders)
         if m:
-            groups[(f.parent, m["stem"])][m["tok"].lower()].append(f)
+            groups[(f.parent, _stem(m, f))][m["tok"].lower()].append(f)
         else:
             leftovers[f.parent].append(f)
     for (folder, stem), tokens in sorted(groups.items()):
@@ -213,7 +242,7 @@ def discover(data_dir: str | os.PathLike) -> list[Case]:
     if not cases:
         examples = ", ".join(str(p.relative_to(data_dir)) for p in files[:5]) or "none"
         raise UserInputError(
-            f"no BraTS or MSD case found in {data_dir}: it holds {len(files)} NIfTI file(s) (e.g. {examples}) and "
+            f"no BraTS or MSD case found in {data_dir}: it holds {len(files)} volume(s) (e.g. {examples}) and "
             f"{n_other} other file(s); layouts understood: {LAYOUTS_UNDERSTOOD}"
         )
     seen: dict[str, Case] = {}

@@ -123,11 +123,12 @@ def assign_splits(subjects: list[str], config: PreprocessConfig) -> dict[str, tu
 # one subject (runs in a worker process)
 # ---------------------------------------------------------------------------------------------------------------
 def fingerprint(case: Case) -> dict[str, list[int]]:
-    """Size and modification time of each source file: a resumed run redoes a subject whose files changed."""
+    """Size and modification time of each source file (of a DICOM series folder: the total size and the latest
+    time of its files): a resumed run redoes a subject whose files changed."""
     out = {}
     for p in case.files():
-        st = os.stat(p)
-        out[str(p)] = [int(st.st_size), int(st.st_mtime_ns)]
+        stats = [os.stat(f) for f in sorted(Path(p).iterdir()) if f.is_file()] if Path(p).is_dir() else [os.stat(p)]
+        out[str(p)] = [sum(int(st.st_size) for st in stats), max((int(st.st_mtime_ns) for st in stats), default=0)]
     return out
 
 

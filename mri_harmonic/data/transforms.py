@@ -4,7 +4,7 @@ MONAI style: each step is an array function (plain NumPy, testable alone) plus a
 (``...d``) that applies it to named keys of the sample dict. The chain (used by ``preprocess`` for the store AND by
 ``prepare_volume`` for whole-volume translation, so both see identical numbers) is::
 
-    LoadImaged -> EnsureChannelFirstd -> [SelectChannelsd: MSD 4-D] -> ValidateVolumesd -> BrainMaskd
+    LoadImaged -> EnsureChannelFirstd -> [SelectChannelsd: MSD 4-D] -> MatchVoxelOrderd -> ValidateVolumesd -> BrainMaskd
     -> Orientationd("RAS") -> [Spacingd] -> ToArraysd (MetaTensor -> NumPy, geometry recorded)
     -> NormalizePercentilesd -> [ConvertLabelsd] -> ToAxialSlicesd -> CropPadToBraind
 
@@ -207,6 +207,32 @@ class SelectChannelsd(MapTransform):
         return d
 
 
+class MatchVoxelOrderd(MapTransform):
+    """Store every key in the first key's voxel order when it lies on the same grid in another order (an axis
+    permutation or flip: a DICOM series, which is stacked along its slice normal, beside a NIfTI of the same scan).
+    Grids that differ otherwise are left as they are, for :class:`ValidateVolumesd` to reject."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        import nibabel as nib
+        from monai.transforms import Orientation
+
+        d = dict(data)
+        ref, codes = None, None
+        for key in self.key_iterator(d):
+            img = d[key]
+            if ref is None:
+                ref = img
+                codes = nib.aff2axcodes(np.asarray(ref.affine, dtype=np.float64), labels=RAS_LABELS)
+                continue
+            same = img.shape == ref.shape and np.allclose(np.asarray(img.affine), np.asarray(ref.affine), atol=AFFINE_ATOL)
+            if same or img.ndim != 4 or ref.ndim != 4 or None in codes:
+                continue
+            moved = Orientation(axcodes="".join(codes), labels=RAS_LABELS)(img)
+            if moved.shape == ref.shape and np.allclose(np.asarray(moved.affine), np.asarray(ref.affine), atol=AFFINE_ATOL):
+                d[key] = moved
+        return d
+
+
 class ValidateVolumesd(MapTransform):
     """Reject what cannot be used, naming the key: non-3-D volumes, shapes or affines that disagree between keys,
     NaN/inf values, all-zero images. Label keys (``label_keys``) may be all zero."""
@@ -396,7 +422,7 @@ def build_transforms(
     else:
         chain += [LoadImaged(keys, reader="NibabelReader", image_only=True, dtype=np.float32), EnsureChannelFirstd(keys, channel_dim="no_channel")]
     spatial = keys + [MASK]
-    chain += [ValidateVolumesd(keys), BrainMaskd(images, source_key=SOURCE_MASK if keep_source_mask else None), Orientationd(spatial, axcodes="RAS", labels=RAS_LABELS)]
+    chain += [MatchVoxelOrderd(keys), ValidateVolumesd(keys), BrainMaskd(images, source_key=SOURCE_MASK if keep_source_mask else None), Orientationd(spatial, axcodes="RAS", labels=RAS_LABELS)]
     if config.spacing is not None:  # images trilinear; labels and the brain mask nearest neighbour
         modes = ["bilinear"] * len(images) + (["nearest"] if with_seg else []) + ["nearest"]
         chain.append(Spacingd(spatial, pixdim=list(config.spacing), mode=modes))
@@ -424,6 +450,11 @@ class BadSubjectError(UserInputError):
 def _read_fully(path: Any) -> None:
     import nibabel as nib
 
+    if Path(path).is_dir():
+        from mri_harmonic.data.sitk_io import read_image
+
+        read_image(path)
+        return
     if not is_nifti(Path(path).name):
         import SimpleITK as sitk
 
@@ -433,10 +464,20 @@ def _read_fully(path: Any) -> None:
 
 
 def as_nifti(path: Any, folder: Any, key: str) -> Path:
-    """A NIfTI copy of a volume SimpleITK reads (its writer keeps the voxel grid and maps LPS to the NIfTI affine)."""
+    """A NIfTI copy of a volume SimpleITK reads: a file, or a folder holding one DICOM series (its writer keeps the
+    voxel grid and maps LPS to the NIfTI affine). A folder with several series is a :class:`BadVolumeError`."""
     import SimpleITK as sitk
 
     out = Path(folder) / f"{key}.nii"
+    if Path(path).is_dir():
+        from mri_harmonic.data.sitk_io import dicom_series, read_image
+
+        n = len(dicom_series(path))
+        if n != 1:
+            raise BadVolumeError(key, f"holds {n or 'no'} DICOM series, but a modality folder must hold one; move each "
+                                      f"other series into a folder of its own (outside the case, or named for its modality)")
+        sitk.WriteImage(read_image(path), str(out))
+        return out
     sitk.WriteImage(sitk.ReadImage(str(path)), str(out))
     return out
 
@@ -486,7 +527,7 @@ def run_chain(case: Any, config: Any, modalities: Sequence[str] | None = None, *
     try:
         if all(is_nifti(Path(p).name) for p in inputs.values()):
             return chain(inputs)
-        with tempfile.TemporaryDirectory(prefix="mri-harmonic-") as tmp:  # NRRD / MHA: same grid, as NIfTI
+        with tempfile.TemporaryDirectory(prefix="mri-harmonic-") as tmp:  # NRRD / MHA / DICOM: same grid, as NIfTI
             return chain({k: v if is_nifti(Path(v).name) else str(as_nifti(v, tmp, k)) for k, v in inputs.items()})
     except Exception as exc:  # map to the file at fault; a bug (no bad file found) propagates unchanged
         bad = find_bad_volume(exc)

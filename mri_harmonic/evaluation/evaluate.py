@@ -233,7 +233,9 @@ def evaluate(
         directions: ``"both"``, ``"flair2t1"`` or ``"t12flair"`` (or a list).
         out_dir: report folder (created; files in it are replaced atomically).
         reader_study: if > 0, also write a blinded reader-study sheet with that many slices (tumour slices first,
-            seeded) of the first evaluated direction (Flair -> T1 when evaluated, as the paper's study).
+            seeded) of the first evaluated direction (Flair -> T1 when evaluated, as the paper's study): with
+            several runs, readers rate each output and pick the one they prefer; with one run, each case shows the
+            real target or the translation and readers answer real or synthetic (a realism study).
         batch_size: slices per forward pass.
         device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda`` or ``mps``.
         zero_background: set translations to 0 outside the store's brain mask, as ``mri-harmonic translate`` does
@@ -253,7 +255,7 @@ def evaluate(
     """
     from mri_harmonic.utils.io import ensure_writable_dir
 
-    _check_options(runs, reader_study, batch_size)
+    _check_options(reader_study, batch_size)
     parse_directions(directions)
     out_dir = ensure_writable_dir(out_dir, "`out_dir` folder")  # before the (slow) evaluation
     result = compute_evaluation(runs, store, split, directions, reader_study, batch_size, device,
@@ -262,15 +264,11 @@ def evaluate(
     return write_evaluation(result, out_dir)
 
 
-def _check_options(runs, reader_study: int, batch_size: int) -> None:
+def _check_options(reader_study: int, batch_size: int) -> None:
     if batch_size < 1:
         raise UserInputError(f"`batch_size` must be >= 1, got {batch_size}")
     if reader_study < 0:
         raise UserInputError(f"`reader_study` must be >= 0 slices, got {reader_study}")
-    if reader_study and len([runs] if isinstance(runs, (str, os.PathLike)) else runs) < 2:
-        raise UserInputError(
-            "`reader_study` asks readers which run's output they prefer, so it needs two or more runs (e.g. "
-            "runs/cyclegan runs/harmonic); pass more runs or drop `reader_study`")
 
 
 def compute_evaluation(
@@ -307,7 +305,7 @@ def compute_evaluation(
     from mri_harmonic.evaluation.tumour import TumourCheckConfig, summarise_tumour, tumour_fidelity_batch
     from mri_harmonic.utils.device import resolve_device
 
-    _check_options(runs, reader_study, batch_size)
+    _check_options(reader_study, batch_size)
     dirs = parse_directions(directions)
     modalities = tuple(dict.fromkeys(m for d in dirs for m in DIRECTION_MODALITIES[d]))
     slice_store = (store if isinstance(store, SliceStore) else SliceStore(store)).require(split=split, modalities=list(modalities))
@@ -455,18 +453,19 @@ def write_evaluation(result: EvaluationResult, out_dir: str | os.PathLike) -> Ev
         paths["loss_curves"] = curves
 
     if reader_pos:
-        from mri_harmonic.evaluation.reader_study import ReaderCase, write_reader_study
+        from mri_harmonic.evaluation.reader_study import ReaderCase, write_reader_study, write_realism_study
 
         d = dirs[0]
-        src = DIRECTION_MODALITIES[d][0]
+        src, tgt = DIRECTION_MODALITIES[d]
         cases = [
             ReaderCase(case_id=f"case{k + 1:03d}", subject=kept[p]["subject"], slice_index=int(kept[p]["slice_index"]),
                        direction=d, input_image=kept[p]["real"][src],
                        outputs={r.label: kept[p]["out"][(r.label, d)] for r in evaluated},
-                       methods={r.label: r.loaded.method for r in evaluated})
+                       methods={r.label: r.loaded.method for r in evaluated}, target_image=kept[p]["real"][tgt])
             for k, p in enumerate(reader_pos)
         ]
-        for name, path in write_reader_study(cases, out / "reader_study", seed=seed).items():
+        write = write_reader_study if len(evaluated) > 1 else write_realism_study  # one run: real or synthetic?
+        for name, path in write(cases, out / "reader_study", seed=seed).items():
             paths[f"reader_study_{name}"] = Path(path)
 
     manifest = store.split_manifest(split)

@@ -25,6 +25,14 @@ Answer CSV (one row per case x slot; what the sheet's save button writes; :data:
 
 :func:`score_reader_study` unblinds the answers with the key and returns Table 3's figures per method and per run;
 :func:`write_scores` writes them as CSV and Markdown beside the paper's figures.
+
+**Realism study** (one run; :func:`write_realism_study`): with a single output there is nothing to prefer, so each
+case shows ONE image without its input, either the real target slice or the run's translation of it (balanced,
+drawn from ``seed``; cases in a seeded random order), and the reader answers "real" or "synthetic": a visual Turing
+test. Its answer CSV (:data:`REALISM_ANSWER_COLUMNS`) is ``reader, case_id, answer (real | synthetic), comment``;
+its ``key.csv`` (:data:`REALISM_KEY_COLUMNS`) adds ``shown`` (real | synthetic). :func:`score_reader_study` scores
+it (:func:`score_realism_study`: the share of synthetic images taken for real, and of real ones, each with a
+Wilson 95% interval); ``mri-harmonic reader-study score`` takes either kind of study.
 """
 
 from __future__ import annotations
@@ -64,6 +72,21 @@ LIKERT_RANGE = (1, 5)
 
 SLOT_NAMES = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
+REALISM_ANSWER_COLUMNS = ["reader", "case_id", "answer", "comment"]
+"""Columns of a realism study's answer CSV (``comment`` may be omitted)."""
+
+REALISM_KEY_COLUMNS = ["case_id", "shown", "run", "method"]
+"""Columns of a realism study's ``key.csv``: ``shown`` is ``real`` or ``synthetic``."""
+
+REALISM_ANSWERS = ("real", "synthetic")
+
+REALISM_SCORE_COLUMNS = ["level", "name", "method", "shown", "n_images", "n_readers", "n_judgements", "judged_real",
+                         "PctJudgedReal", "CILow", "CIHigh"]
+"""Columns of the frame :func:`score_realism_study` returns (``level`` is ``"run"`` or ``"reader"``; the interval
+is Wilson's 95% score interval of ``PctJudgedReal``, in percent)."""
+
+DEFAULT_REALISM_TITLE = "MRI realism reader study"
+
 def known_methods() -> tuple[str, ...]:
     """Method names of this package (the registry's); they must never appear on a sheet (any other method name is
     checked too)."""
@@ -101,6 +124,8 @@ class ReaderCase:
         input_image: (H, W) input slice, intensities in [0, 1], displayed as stored (row 0 at the top).
         outputs: run label -> (H, W) translated slice in [0, 1]; at most 26 outputs.
         methods: run label -> method name (``harmonic``, ``cyclegan``, ``distancegan``, ...); same keys as ``outputs``.
+        target_image: (H, W) real slice of the output's modality in [0, 1]; needed by a realism study
+            (:func:`write_realism_study`), which shows it or the one output.
 
     Raises:
         ValueError: shapes differ, an image is not 2-D or not finite, values are outside [0, 1] by more than
@@ -115,6 +140,7 @@ class ReaderCase:
     input_image: np.ndarray
     outputs: dict[str, np.ndarray]
     methods: dict[str, str]
+    target_image: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.case_id = str(self.case_id).strip()
@@ -143,6 +169,11 @@ class ReaderCase:
                 raise ValueError(
                     f"case {self.case_id}: output {run!r} has shape {img.shape}, input has {self.input_image.shape}"
                 )
+        if self.target_image is not None:
+            self.target_image = _checked_image(self.target_image, f"case {self.case_id}: target_image")
+            if self.target_image.shape != self.input_image.shape:
+                raise ValueError(f"case {self.case_id}: target_image has shape {self.target_image.shape}, input has "
+                                 f"{self.input_image.shape}")
 
 
 def write_reader_study(
@@ -223,16 +254,129 @@ def render_sheet(cases: Sequence[ReaderCase], slot_runs: Sequence[dict[str, str]
         digest.update(case.case_id.encode() + input_uri.encode() + "".join(slot_uris.values()).encode())
         blocks.append(_case_html(i, len(cases), case, slot_uris, input_uri))
         study_cases.append({"case_id": case.case_id, "slots": list(slots)})
-    study = {"study_id": digest.hexdigest()[:16], "title": title, "cases": study_cases,
+    study = {"study_id": digest.hexdigest()[:16], "title": title, "mode": "preference", "cases": study_cases,
              "columns": ANSWER_COLUMNS, "likert": list(range(LIKERT_RANGE[0], LIKERT_RANGE[1] + 1))}
+    return _fill_sheet(template, title, len(cases), blocks, study, _PREFERENCE_INSTRUCTIONS)
+
+
+_PREFERENCE_INSTRUCTIONS = """    <p>Each of the {n} cases shows an input slice and its translations by several models, in a random
+      order, labelled A, B, C&hellip; The letters mean nothing from one case to the next: judge every case on its
+      own.</p>
+    <ol>
+      <li>Rate <b>every output</b> from <b>1 (poor)</b> to <b>5 (excellent)</b>: how realistic is it as an image of
+        the target modality, and how faithfully does it keep the anatomy and lesions of the input?</li>
+      <li>Mark the <b>one output you prefer</b> in each case.</li>
+      <li>Comments are optional.</li>
+    </ol>"""
+
+_REALISM_INSTRUCTIONS = """    <p>Each of the {n} cases shows one MRI slice. Some are real scans; the others were made by a model from a scan
+      of another modality. The cases are in a random order, and real and synthetic images are not paired.</p>
+    <ol>
+      <li>Mark each image <b>real</b> or <b>synthetic</b>, as you judge it.</li>
+      <li>Comments are optional.</li>
+    </ol>"""
+
+
+def _fill_sheet(template: str, title: str, n: int, blocks: list[str], study: dict, instructions: str) -> str:
     values = {
         "TITLE": html.escape(title),
-        "N_CASES": str(len(cases)),
+        "N_CASES": str(n),
         "CASES": "\n".join(blocks),
+        "INSTRUCTIONS": instructions.format(n=n),
         # JSON inside <script>: escape "<" so that no text can close the script element.
         "STUDY_JSON": json.dumps(study).replace("<", "\\u003c"),
     }
     return _TOKEN.sub(lambda m: values[m.group(1)], template)
+
+
+def write_realism_study(
+    cases: Sequence[ReaderCase],
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    title: str = DEFAULT_REALISM_TITLE,
+) -> dict[str, Path]:
+    """Write a blinded realism study of one run (a visual Turing test; see the module docstring): ``sheet.html``,
+    ``answers_template.csv``, ``key.csv`` (:data:`REALISM_KEY_COLUMNS`) and ``README.md``.
+
+    Args:
+        cases: one output each (the run's translation) and its ``target_image`` (the real slice).
+        out_dir, seed, title: as :func:`write_reader_study`; ``seed`` draws which cases show the real slice
+            (half of them, rounded down) and the order the cases are shown in.
+
+    Raises:
+        UserInputError: as :func:`write_reader_study`, and a case with more than one output or without
+            ``target_image``.
+    """
+    cases = list(cases)
+    if not cases:
+        raise UserInputError("realism study has no cases; choose at least one slice (e.g. `reader_study` 20)")
+    seen: set[str] = set()
+    for case in cases:
+        if case.case_id in seen:
+            raise UserInputError(f"reader study case_id {case.case_id!r} appears twice; case ids must be unique")
+        seen.add(case.case_id)
+        if len(case.outputs) != 1 or case.target_image is None:
+            raise UserInputError(
+                f"realism study case {case.case_id!r} has {len(case.outputs)} output(s) and "
+                f"{'a' if case.target_image is not None else 'no'} target_image; give one output and the real "
+                "target slice per case (several runs: use write_reader_study)"
+            )
+    _check_shown_text(cases, title)
+    out_dir = ensure_writable_dir(out_dir, "reader-study folder")
+
+    shown, order = realism_plan(len(cases), seed)
+    rows = []
+    for i in order:
+        (run,) = cases[i].outputs
+        rows.append({"case_id": cases[i].case_id, "shown": shown[i], "run": run, "method": cases[i].methods[run]})
+    key = pd.DataFrame(rows, columns=REALISM_KEY_COLUMNS)
+    template = pd.DataFrame({"reader": "", "case_id": key["case_id"], "answer": "", "comment": ""},
+                            columns=REALISM_ANSWER_COLUMNS)
+    images = [cases[i].target_image if shown[i] == "real" else next(iter(cases[i].outputs.values())) for i in order]
+    sheet = render_realism_sheet([cases[i] for i in order], images, title=title, seed=seed)
+    _assert_blinded(sheet, template, cases)
+    return {
+        "sheet": atomic_write_text(out_dir / "sheet.html", sheet),
+        "answers_template": atomic_write_csv(out_dir / "answers_template.csv", template),
+        "key": atomic_write_csv(out_dir / "key.csv", key),
+        "readme": atomic_write_text(out_dir / "README.md", _realism_readme(cases, title, seed)),
+    }
+
+
+def realism_plan(n: int, seed: int) -> tuple[list[str], list[int]]:
+    """For ``n`` cases: what each shows (``n // 2`` of them ``"real"``, the rest ``"synthetic"``, drawn from
+    ``seed``) and the order they are shown in (a permutation drawn from ``seed``)."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7EA1]))
+    real = set(rng.permutation(n)[: n // 2].tolist())
+    return ["real" if i in real else "synthetic" for i in range(n)], [int(i) for i in rng.permutation(n)]
+
+
+def render_realism_sheet(cases: Sequence[ReaderCase], images: Sequence[np.ndarray], title: str, seed: int) -> str:
+    """The self-contained HTML page of a realism study: ``cases`` in display order, ``images[i]`` shown for case i."""
+    blocks, study_cases, digest = [], [], hashlib.sha256(f"realism\0{title}\0{seed}".encode())
+    esc = html.escape
+    for i, (case, image) in enumerate(zip(cases, images)):
+        uri, cid = png_data_uri(image), esc(case.case_id)
+        digest.update(case.case_id.encode() + uri.encode())
+        modality = _direction_label(case.direction)[1]
+        radios = "".join(
+            f'<label><input type="radio" name="answer-{i}" value="{v}" data-case="{i}" data-slot="A" '
+            f'data-kind="answer"> {v}</label>' for v in REALISM_ANSWERS
+        )
+        blocks.append(
+            f'<section class="case" id="case-{i}" data-case="{i}">'
+            f'<h2><span class="case-no">Case {i + 1} / {len(cases)}</span> <span class="case-id">{cid}</span> '
+            f'<span class="meta">{esc(modality)} image</span><span class="status" data-status="{i}"></span></h2>'
+            f'<div class="panels"><figure class="panel slot" data-slot="A"><figcaption>Image</figcaption>'
+            f'<img src="{uri}" alt="case {cid}, image">'
+            f'<div class="verdict" role="radiogroup" aria-label="Real or synthetic">{radios}</div>'
+            f'<input class="comment" type="text" placeholder="comment (optional)" data-case="{i}" data-slot="A" '
+            f'data-kind="comment" aria-label="Comment on the image of case {cid}"></figure></div></section>'
+        )
+        study_cases.append({"case_id": case.case_id, "slots": ["A"]})
+    study = {"study_id": digest.hexdigest()[:16], "title": title, "mode": "realism", "cases": study_cases,
+             "columns": REALISM_ANSWER_COLUMNS}
+    return _fill_sheet(_sheet_template(), title, len(cases), blocks, study, _REALISM_INSTRUCTIONS)
 
 
 def _sheet_template() -> str:
@@ -264,6 +408,9 @@ def score_reader_study(answer_csvs: Iterable[str | os.PathLike], key_csv: str | 
     Rows whose ``likert`` and ``preferred`` are both blank are unanswered and ignored (a partly filled template);
     a case a reader answered must have every slot rated and exactly one preferred slot.
 
+    The key of a realism study (:data:`REALISM_KEY_COLUMNS`) is scored by :func:`score_realism_study` instead,
+    which returns its own frame (:data:`REALISM_SCORE_COLUMNS`).
+
     Args:
         answer_csvs: answer files (:data:`ANSWER_COLUMNS`); one file may hold several readers.
         key_csv: the study's ``key.csv``.
@@ -273,6 +420,8 @@ def score_reader_study(answer_csvs: Iterable[str | os.PathLike], key_csv: str | 
             outside 1-5, preferred not 0/1, no or several preferred slots in a case, a duplicate answer, empty
             reader); the message names the file and the row (row 1 is the header).
     """
+    if study_kind(key_csv) == "realism":
+        return score_realism_study(answer_csvs, key_csv)
     key = _read_key(Path(key_csv))
     answer_csvs = [Path(p) for p in answer_csvs]
     if not answer_csvs:
@@ -314,6 +463,118 @@ def score_reader_study(answer_csvs: Iterable[str | os.PathLike], key_csv: str | 
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 
+def study_kind(key_csv: str | os.PathLike) -> str:
+    """``"realism"`` when ``key_csv`` is a realism study's key (it has a ``shown`` column), else ``"preference"``."""
+    return "realism" if "shown" in _read_csv(Path(key_csv), "reader-study key").columns else "preference"
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson's score interval of the proportion ``k / n`` (SciPy's ``binomtest``); NaNs for ``n == 0``."""
+    if n == 0:
+        return math.nan, math.nan
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def score_realism_study(answer_csvs: Iterable[str | os.PathLike], key_csv: str | os.PathLike) -> pd.DataFrame:
+    """Unblind a realism study's answers (:func:`write_realism_study`) and compute, for the synthetic and the real
+    images apart, the share judged real.
+
+    Rows (:data:`REALISM_SCORE_COLUMNS`): per run (``level == "run"``, all readers) and per reader
+    (``level == "reader"``), one for ``shown == "synthetic"`` and one for ``shown == "real"``: ``n_images``
+    (cases answered), ``n_readers``, ``n_judgements`` ((reader, case) answers), ``judged_real`` (of them, answered
+    real), ``PctJudgedReal`` = 100 x judged_real / n_judgements, and Wilson's 95% interval ``CILow`` - ``CIHigh``
+    (percent). The interval treats every judgement as independent; several readers judging the same images are
+    not, so with few images it is too narrow.
+
+    Rows whose ``answer`` is blank are unanswered and ignored (a partly filled template).
+
+    Raises:
+        UserInputError: a file is missing or malformed, or an answer is invalid (unknown case, an answer other
+            than real / synthetic, a duplicate answer, empty reader); the message names the file and the row.
+    """
+    key = _read_realism_key(Path(key_csv))
+    answer_csvs = [Path(p) for p in answer_csvs]
+    if not answer_csvs:
+        raise UserInputError("no answer files given; pass one or more answer CSVs saved from sheet.html")
+    frames = [_read_realism_answers(p, key) for p in answer_csvs]
+    _check_no_cross_file_duplicates(frames)
+    answers = pd.concat(frames, ignore_index=True)
+    if answers.empty:
+        raise UserInputError(
+            f"no answered rows in {', '.join(str(p) for p in answer_csvs)}; fill in answer (real or synthetic), "
+            "or save the answers from sheet.html"
+        )
+    merged = answers.merge(key, on="case_id", how="left", validate="many_to_one")
+    rows = []
+    for level, col in (("run", "run"), ("reader", "reader")):
+        for name in sorted(merged[col].unique()):
+            for shown in ("synthetic", "real"):
+                sub = merged[(merged[col] == name) & (merged["shown"] == shown)]
+                n, k = len(sub), int((sub["answer"] == "real").sum())
+                low, high = wilson_interval(k, n)
+                rows.append({
+                    "level": level, "name": name, "method": ",".join(sorted(merged.loc[merged[col] == name, "method"].unique())),
+                    "shown": shown, "n_images": int(sub["case_id"].nunique()), "n_readers": int(sub["reader"].nunique()),
+                    "n_judgements": n, "judged_real": k, "PctJudgedReal": 100.0 * k / n if n else math.nan,
+                    "CILow": 100.0 * low, "CIHigh": 100.0 * high,
+                })
+    return pd.DataFrame(rows, columns=REALISM_SCORE_COLUMNS)
+
+
+def _read_realism_key(path: Path) -> pd.DataFrame:
+    key = _read_csv(path, "reader-study key")
+    missing = [c for c in REALISM_KEY_COLUMNS if c not in key.columns]
+    if missing:
+        raise UserInputError(
+            f"reader-study key {path} lacks column(s) {', '.join(missing)}; pass the key.csv written with the sheet"
+        )
+    key = key[REALISM_KEY_COLUMNS].apply(lambda s: s.str.strip())
+    for i, row in key.iterrows():
+        empty = [c for c in REALISM_KEY_COLUMNS if not row[c]]
+        if empty or row["shown"] not in REALISM_ANSWERS or key["case_id"].iloc[:i].eq(row["case_id"]).any():
+            problem = f"empty {', '.join(empty)}" if empty else (
+                f"shown {row['shown']!r} is not real or synthetic" if row["shown"] not in REALISM_ANSWERS
+                else f"case {row['case_id']!r} appears twice")
+            raise UserInputError(f"reader-study key {path}, row {i + 2}: {problem}; pass the key.csv written with the sheet")
+    return key
+
+
+def _read_realism_answers(path: Path, key: pd.DataFrame) -> pd.DataFrame:
+    frame = _read_csv(path, "answer file")
+    missing = [c for c in REALISM_ANSWER_COLUMNS[:-1] if c not in frame.columns]
+    if missing:
+        hint = " (this is a realism study: one answer, real or synthetic, per case)" if "likert" in frame.columns else ""
+        raise UserInputError(f"answer file {path} lacks column(s) {', '.join(missing)}; expected "
+                             f"{', '.join(REALISM_ANSWER_COLUMNS)}{hint}")
+    if "comment" not in frame.columns:
+        frame["comment"] = ""
+    frame = frame[REALISM_ANSWER_COLUMNS].copy()
+    for c in REALISM_ANSWER_COLUMNS[:-1]:
+        frame[c] = frame[c].str.strip()
+    frame["answer"] = frame["answer"].str.lower()
+    frame["row"] = np.arange(len(frame)) + 2  # spreadsheet row: the header is row 1
+    frame = frame[frame["answer"] != ""].copy()
+    known = set(key["case_id"])
+    for r in frame.itertuples():
+        where = f"answer file {path}, row {r.row}"
+        if not r.reader:
+            raise UserInputError(f"{where}: reader is empty; write the reader's name in every answered row")
+        if r.case_id not in known:
+            raise UserInputError(f"{where}: case_id {r.case_id!r} is not in the key; is this the key of this study?")
+        if r.answer not in REALISM_ANSWERS:
+            raise UserInputError(f"{where}: answer {r.answer!r} must be real or synthetic")
+    frame["file"] = str(path)
+    dup = frame.duplicated(["reader", "case_id"], keep="first")
+    if dup.any():
+        r = frame[dup].iloc[0]
+        raise UserInputError(f"answer file {path}, row {r.row}: reader {r.reader!r} answered case {r.case_id!r} twice; "
+                             "keep one answer")
+    return frame
+
+
 def write_scores(df: pd.DataFrame, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write scores as ``reader_study_scores.csv`` and ``reader_study_scores.md``, beside the paper's Table 3.
 
@@ -321,6 +582,11 @@ def write_scores(df: pd.DataFrame, out_dir: str | os.PathLike) -> dict[str, Path
     BRATS Flair -> T1, their readers -- not this data). Returns ``{"csv": ..., "markdown": ...}``.
     """
     out_dir = ensure_writable_dir(out_dir, "scores folder")
+    if "PctJudgedReal" in df.columns:  # a realism study: no published counterpart to add
+        return {
+            "csv": atomic_write_csv(out_dir / "reader_study_scores.csv", df, float_format="%.4f"),
+            "markdown": atomic_write_text(out_dir / "reader_study_scores.md", realism_markdown(df)),
+        }
     table = df.copy()
     paper = PAPER_TABLE3.set_index("method")
     for col in ("PreferPct", "MeanLikert", "StdLikert"):
@@ -363,8 +629,52 @@ def scores_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def realism_accuracy(df: pd.DataFrame, level: str = "run") -> dict[str, tuple[int, int]]:
+    """``name -> (correct, judgements)`` of a realism score frame: synthetic images answered synthetic plus real
+    ones answered real."""
+    out = {}
+    for name, g in df[df["level"] == level].groupby("name", sort=False):
+        by = g.set_index("shown")
+        correct = (by.at["synthetic", "n_judgements"] - by.at["synthetic", "judged_real"]) + by.at["real", "judged_real"]
+        out[name] = (int(correct), int(by["n_judgements"].sum()))
+    return out
+
+
+def realism_markdown(df: pd.DataFrame) -> str:
+    """Markdown report of a realism study (:func:`score_realism_study`)."""
+    def pct(v: float) -> str:
+        return "n/a" if math.isnan(v) else f"{v:.1f}"
+
+    lines = ["# Reader study scores: real or synthetic?", ""]
+    for level, header in (("run", "Run"), ("reader", "Reader")):
+        lines += [f"## Per {level}", "", f"| {header} | Shown | Judged real % | 95% interval | Judged real | Judgements | "
+                  "Images | Readers |", "|---|---|---:|---|---:|---:|---:|---:|"]
+        for r in df[df["level"] == level].itertuples():
+            lines.append(f"| {r.name} | {r.shown} | {pct(r.PctJudgedReal)} | {pct(r.CILow)} - {pct(r.CIHigh)} | "
+                         f"{r.judged_real} | {r.n_judgements} | {r.n_images} | {r.n_readers} |")
+        lines.append("")
+    for name, (correct, n) in realism_accuracy(df).items():
+        low, high = wilson_interval(correct, n)
+        lines.append(f"Accuracy of the real / synthetic calls for run {name}: {pct(100.0 * correct / n)}% "
+                     f"({correct} of {n}; 95% interval {pct(100 * low)} - {pct(100 * high)}); 50% is chance.")
+    lines += [
+        "",
+        "Judged real %: share of (reader, image) judgements that answered real. A synthetic share near the real "
+        "images' share means the readers could not tell the translations from real scans. Intervals: Wilson 95%, "
+        "each judgement counted as independent (several readers of the same images are not, so with few images "
+        "the intervals are too narrow).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def format_scores(df: pd.DataFrame) -> str:
     """A plain-text table of the scores for the terminal."""
+    if "PctJudgedReal" in df.columns:
+        shown = df.copy()
+        for col in ("PctJudgedReal", "CILow", "CIHigh"):
+            shown[col] = shown[col].map(lambda v: "n/a" if math.isnan(v) else f"{v:.1f}")
+        return shown.to_string(index=False)
     shown = df.copy()
     shown["PreferPct"] = shown["PreferPct"].map(lambda v: f"{v:.1f}")
     shown["MeanLikert"] = shown["MeanLikert"].map(lambda v: f"{v:.2f}")
@@ -514,6 +824,45 @@ mri-harmonic reader-study score reader_answers_*.csv --key key.csv --out scores/
 
 writes `scores/reader_study_scores.csv` and `.md` (Prefer %, mean and std Likert per method and per run, as in the
 paper's Table 3, beside the paper's own figures, which come from the BRATS data and are not comparable 1:1).
+"""
+
+
+def _realism_readme(cases: Sequence[ReaderCase], title: str, seed: int) -> str:
+    n_real = realism_plan(len(cases), seed)[0].count("real")
+    return f"""# {title}
+
+A blinded realism study (a visual Turing test) written by `mri-harmonic` (seed {seed}): {len(cases)} cases, each
+showing ONE slice without its input: the real target slice ({n_real} cases) or one run's translation of it
+({len(cases) - n_real} cases), in a random order. Readers mark each image real or synthetic.
+
+## Files
+
+| File | For | What |
+|---|---|---|
+| `sheet.html` | readers | the study: open it in a browser (works offline, from a USB stick or e-mail attachment) |
+| `answers_template.csv` | readers without a browser | the same questions as a spreadsheet, one row per case |
+| `key.csv` | **study organiser only** | which image is real: do NOT give it to readers |
+| `README.md` | organiser | this file |
+
+## Running the study
+
+1. Give each reader `sheet.html` only (not `key.csv`, not this folder).
+2. The reader opens it in a current browser, types their name, and marks every image real or synthetic. Answers
+   are kept in the browser (localStorage); "Clear my answers" forgets them.
+3. The reader presses **Save answers (CSV)** and sends the downloaded `reader_answers_<name>.csv` back.
+4. Paper form: print `sheet.html`; transcribe the answers into `answers_template.csv` (columns
+   `reader, case_id, answer, comment`; `answer` is `real` or `synthetic`).
+
+## Scoring
+
+```bash
+mri-harmonic reader-study score reader_answers_*.csv --key key.csv --out scores/
+```
+
+writes `scores/reader_study_scores.csv` and `.md`: the share of synthetic images taken for real (and of real images
+taken for real, the readers' own baseline), with Wilson 95% intervals, over all readers and per reader, and the
+readers' accuracy. A synthetic share judged real close to the real images' share means readers could not tell them
+apart.
 """
 
 
