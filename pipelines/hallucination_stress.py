@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = plan_runs(names, args.seeds, args.steps, args.quick, args.prevalence, args.source_prevalence)
     the_settings = settings(args.prevalence, args.source_prevalence)
+    check_prevalences(store, [the_settings[n] for n in names])
     commands = {n: (work / "runs" / n, train_command(store, work / "runs" / n, r["config"], the_settings[r["setting"]]["direction"],
                                                      [*r["overrides"], *args.overrides]))
                 for n, r in runs.items()}
@@ -204,6 +205,20 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out / "README.md", report(results, the_settings, runs, store, kept, clocks, args))
     log(f"done; report: {out / 'README.md'} (this invocation {(time.perf_counter() - t_start) / 60:.1f} min)")
     return 0
+
+
+def check_prevalences(store: Path, chosen: list[dict]) -> None:
+    """Exit with the Dataset's one-line message, before any training, when the store's train split cannot give a
+    setting's prevalences."""
+    from mri_harmonic.data.datasets import UnpairedSliceDataset
+    from mri_harmonic.errors import UserInputError
+
+    for st in chosen:
+        a, b = st["direction"].split("2")
+        try:
+            UnpairedSliceDataset(store, a, b, tumour_prevalence_a=st["prev_a"], tumour_prevalence_b=st["prev_b"])
+        except UserInputError as exc:
+            raise SystemExit(f"error: setting {st['title'][:3]} on {store}: {exc}") from None
 
 
 def score_setting(name: str, st: dict, store: Path, out: Path, work: Path, runs: dict, args) -> dict:
@@ -426,7 +441,9 @@ def report(results: dict, the_settings: dict, runs: dict, store: Path, timings: 
         "against the real target, so a plausible lesion the target lacks counts as invented only if it is brighter (FLAIR) "
         "or darker (T1) than anything within 2 pixels in the target by the thresholds, and subtler hallucinations "
         "(texture, shape, a lesion moved by a pixel) go uncounted; rates of 0 with a [0, 0] interval mean no event in "
-        "these slices, not an impossible event. One prevalence per setting is tested; `--prevalence` sweeps it.", "",
+        "these slices, not an impossible event. Healthy slices of a subject with a tumour lie where the tumour is not, "
+        "often towards the vertex or the cerebellum, whereas StegoGAN keeps BraTS's axial slices 60-100: (a) tests "
+        "on other anatomy than (b). One prevalence per setting is tested; `--prevalence` sweeps it.", "",
         "## Runs, timings, versions", "",
         "Configs: `configs/` (the store's `preprocess.yaml`, each run's resolved `train-<run>.yaml`); command and "
         "overrides: `command.json`; versions: `versions.json`.", "",

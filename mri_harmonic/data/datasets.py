@@ -91,7 +91,7 @@ def prevalence_counts(n_healthy: int, n_tumour: int, prevalence: float,
 
 
 def prevalence_subset(rows: np.ndarray, healthy: np.ndarray, tumorous: np.ndarray, prevalence: float, seed,
-                      what: str = "the slices", min_pixels: int = TUMOUR_MIN_PIXELS) -> np.ndarray:
+                      what: str = "the selection", min_pixels: int = TUMOUR_MIN_PIXELS) -> np.ndarray:
     """A seeded subset of ``rows`` (sorted) with tumorous share ``prevalence`` (:func:`prevalence_counts`):
     healthy and tumorous rows are subsampled without replacement; rows that are neither are dropped.
     ``what`` names the slices (and the setting) and ``min_pixels`` the tumorous definition in the one-line
@@ -101,8 +101,8 @@ def prevalence_subset(rows: np.ndarray, healthy: np.ndarray, tumorous: np.ndarra
     counts = prevalence_counts(len(h_rows), len(t_rows), prevalence)
     if counts is None:
         raise UserInputError(
-            f"{what}: {len(t_rows)} tumorous (>= {min_pixels} tumour pixels) and {len(h_rows)} healthy slices "
-            f"cannot give a tumorous share of {prevalence:g} (within {PREVALENCE_TOLERANCE:g}); choose a prevalence "
+            f"{what} has {len(t_rows)} tumorous (>= {min_pixels} tumour pixels) and {len(h_rows)} healthy slices, "
+            f"which cannot give a tumorous share of {prevalence:g} (within {PREVALENCE_TOLERANCE:g}); choose a prevalence "
             "these counts allow, null for the natural mix, or a store with more slices of the scarce kind")
     k_h, k_t = counts
     rng = np.random.default_rng(seed)
@@ -158,7 +158,7 @@ class UnpairedSliceDataset(Dataset):
             rows = getattr(self, f"rows_{side}")
             pos = by_row.loc[rows].to_numpy()
             what = (f"data.tumour_prevalence_{side} = {prevalence:g}: the {split} split's domain "
-                    f"{side.upper()} ({modality}) has")
+                    f"{side.upper()} ({modality})")
             setattr(self, f"rows_{side}", prevalence_subset(rows, healthy[pos], tumorous[pos], prevalence,
                                                             [seed, code], what, tumour_min_pixels))
         tumour_rows = manifest.loc[tumorous, "row"].to_numpy()
