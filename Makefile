@@ -27,7 +27,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not dist and not browser"
+	$(BIN)/python -m pytest -q -m "not dist and not browser and not slow"
 
 benchmark: setup
 	$(BIN)/python pipelines/phantom_benchmark.py

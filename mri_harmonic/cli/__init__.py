@@ -35,6 +35,7 @@ FLAGS = {
     "scale": "--scale",
     "seed": "--seed",
     "shape": "--shape",
+    "slices": "--slices",
     "store_config": "--store-config",
     "strict": "--strict",
     "subjects": "--subjects",

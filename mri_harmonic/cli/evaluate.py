@@ -22,6 +22,7 @@ def evaluate_command(
     amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA (no effect on CPU)."),
     reference: bool = typer.Option(True, "--reference/--no-reference", help="Also score the untranslated input (row input-as-output): the floor to beat."),
     checkpoint: str = typer.Option("latest", "--checkpoint", help="Checkpoint of every run: latest, step_N (a periodic one) or a .pt path."),
+    slices: str = typer.Option("all", "--slices", help="all, healthy (no tumour label) or tumour (slices with a scored lesion's worth of tumour pixels)."),
 ) -> None:
     """Translate every slice of a split with each run (both directions), score it, write tables/figures/report.md."""
     from mri_harmonic.evaluation.evaluate import evaluate
@@ -32,7 +33,7 @@ def evaluate_command(
         result = evaluate(
             [str(r) for r in runs], store, split=split, directions=direction, out_dir=out, reader_study=reader_study,
             batch_size=batch_size, device=device, zero_background=not keep_background, seed=seed, amp=amp,
-            reference=reference, checkpoint=checkpoint,
+            reference=reference, checkpoint=checkpoint, slices=slices,
         )
     typer.echo(table1_markdown(result.table1))
     typer.echo(f"report: {result.paths['report']}")

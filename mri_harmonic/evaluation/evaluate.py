@@ -40,6 +40,9 @@ from mri_harmonic.errors import UserInputError
 from mri_harmonic.methods import BASELINE
 
 N_SAMPLE_ROWS = 6
+#: Slice filters of :func:`evaluate`: every slice, only healthy ones (no tumour label) or only tumorous ones (at least
+#: ``TumourCheckConfig.min_lesion_pixels`` labelled pixels; :func:`~mri_harmonic.data.datasets.slice_kinds`).
+SLICE_FILTERS = ("all", "healthy", "tumour")
 #: Label and method of the no-translation reference row: the input slice scored as if it were the translation.
 REFERENCE_RUN, REFERENCE_METHOD = "input-as-output", "identity"
 
@@ -72,6 +75,7 @@ class EvaluationContext:
     zero_background: bool
     seed: int
     amp: bool
+    slices: str = "all"
 
 
 @dataclass
@@ -121,6 +125,23 @@ def run_labels(paths: Sequence[Path]) -> list[str]:
         seen[lab] = seen.get(lab, 0) + 1
         out.append(lab if seen[lab] == 1 and labels.count(lab) == 1 else f"{lab}#{seen[lab]}")
     return out
+
+
+def select_slices(manifest: pd.DataFrame, image_size, slices: str = "all", min_pixels: int = 20) -> pd.DataFrame:
+    """The rows of a split's manifest that ``slices`` keeps (:data:`SLICE_FILTERS`), re-indexed from 0; a filter
+    that keeps nothing is a one-line error."""
+    from mri_harmonic.data.datasets import slice_kinds
+
+    if slices not in SLICE_FILTERS:
+        raise UserInputError(f"`slices` {slices!r} is not known; use {', '.join(SLICE_FILTERS)}")
+    if slices == "all":
+        return manifest
+    healthy, tumorous = slice_kinds(manifest, image_size, min_pixels)
+    keep = healthy if slices == "healthy" else tumorous
+    if not keep.any():
+        raise UserInputError(f"`slices` {slices!r}: the split has no such slice (healthy: no tumour label; tumour: >= "
+                             f"{min_pixels} labelled pixels) among its {len(manifest)}; use another split or `slices`")
+    return manifest[keep].reset_index(drop=True)
 
 
 def pick_slices(manifest: pd.DataFrame, n: int, seed: int = 0) -> list[int]:
@@ -223,6 +244,7 @@ def evaluate(
     progress: bool = True,
     reference: bool = True,
     checkpoint: str | int = "latest",
+    slices: str = "all",
 ) -> EvaluationResult:
     """Evaluate ``runs`` on ``split`` of ``store``; write tables, figures and ``report.md`` to ``out_dir``.
 
@@ -249,6 +271,9 @@ def evaluate(
             ``identity``, zeroed outside the brain like the translations): the floor a translation must beat. In
             the metric tables, the tumour checks and the paired comparison; not in figures or the reader study.
         checkpoint: which checkpoint of every run: ``latest`` (default), ``step_N`` or a path.
+        slices: ``all`` (default), ``healthy`` (only slices without a tumour label) or ``tumour`` (only slices with
+            at least ``tumour_config.min_lesion_pixels`` labelled pixels), e.g. to score invented lesions on healthy
+            slices and erased ones on tumorous slices (``pipelines/hallucination_stress.py``).
 
     Runs that differ only in their training ``seed`` are pooled into one group (:func:`group_runs`) in the paired
     comparison, whose interval then covers training seeds as well as test subjects (:mod:`.compare`).
@@ -260,7 +285,8 @@ def evaluate(
     out_dir = ensure_writable_dir(out_dir, "`out_dir` folder")  # before the (slow) evaluation
     result = compute_evaluation(runs, store, split, directions, reader_study, batch_size, device,
                                 zero_background=zero_background, amp=amp, samples=samples, seed=seed,
-                                tumour_config=tumour_config, progress=progress, reference=reference, checkpoint=checkpoint)
+                                tumour_config=tumour_config, progress=progress, reference=reference, checkpoint=checkpoint,
+                                slices=slices)
     return write_evaluation(result, out_dir)
 
 
@@ -288,6 +314,7 @@ def compute_evaluation(
     progress: bool = True,
     reference: bool = True,
     checkpoint: str | int = "latest",
+    slices: str = "all",
 ) -> EvaluationResult:
     """The computing core of :func:`evaluate`: translate and score, return the tables (and, in ``context``, what
     :func:`write_evaluation` needs for figures and the reader study); writes nothing. Arguments as :func:`evaluate`.
@@ -317,6 +344,7 @@ def compute_evaluation(
     tcfg = tumour_config or TumourCheckConfig()
 
     dataset = PairedSliceDataset(slice_store, split, modalities)
+    dataset.manifest = select_slices(dataset.manifest, slice_store.image_size, slices, tcfg.min_lesion_pixels)
     sample_pos = set(pick_slices(dataset.manifest, samples, seed))
     reader_pos = set(pick_slices(dataset.manifest, reader_study, seed + 1))
     keep_pos = sample_pos | reader_pos
@@ -388,7 +416,8 @@ def compute_evaluation(
         result.comparison = compare_runs(result.per_slice, result.baseline, group_column="group")
     result.context = EvaluationContext(runs=evaluated, store=slice_store, split=split, directions=dirs, device=dev, kept=kept,
                                        sample_positions=sorted(sample_pos), reader_positions=sorted(reader_pos),
-                                       tumour_config=tcfg, zero_background=zero_background, seed=seed, amp=amp)
+                                       tumour_config=tcfg, zero_background=zero_background, seed=seed, amp=amp,
+                                       slices=slices)
     return result
 
 
@@ -468,12 +497,12 @@ def write_evaluation(result: EvaluationResult, out_dir: str | os.PathLike) -> Ev
         for name, path in write(cases, out / "reader_study", seed=seed).items():
             paths[f"reader_study_{name}"] = Path(path)
 
-    manifest = store.split_manifest(split)
+    manifest = select_slices(store.split_manifest(split), store.image_size, ctx.slices, tcfg.min_lesion_pixels)
     inputs = {
         "package_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "device": describe_device(dev),
-        "store": {"path": str(store.path), "config_hash": store.config_hash, "split": split,
+        "store": {"path": str(store.path), "config_hash": store.config_hash, "split": split, "slices": ctx.slices,
                   "n_slices": int(len(manifest)), "n_subjects": int(manifest["subject"].nunique()),
                   "image_size": list(store.image_size)},
         "directions": list(dirs),
@@ -492,6 +521,9 @@ def write_evaluation(result: EvaluationResult, out_dir: str | os.PathLike) -> Ev
     paths["evaluation_json"] = atomic_write_json(out / "evaluation.json", inputs)
     paths["report"] = atomic_write_text(out / "report.md", report_markdown(result, inputs, paths))
     return result
+
+
+_SLICE_WORDS = {"all": "", "healthy": "healthy (no tumour label) ", "tumour": "tumorous "}
 
 
 def report_markdown(result: EvaluationResult, inputs: dict[str, Any], paths: dict[str, Path]) -> str:
@@ -515,7 +547,8 @@ def report_markdown(result: EvaluationResult, inputs: dict[str, Any], paths: dic
         "## Inputs",
         "",
         f"- Store: `{st['path']}` (preprocess config hash `{st['config_hash']}`), split **{st['split']}**: "
-        f"{st['n_slices']} slices of {st['n_subjects']} subjects, {st['image_size'][0]}x{st['image_size'][1]} pixels.",
+        f"{st['n_slices']} {_SLICE_WORDS[st.get('slices', 'all')]}slices of {st['n_subjects']} subjects, "
+        f"{st['image_size'][0]}x{st['image_size'][1]} pixels.",
         f"- Directions: {', '.join(DIRECTION_TITLES[d] for d in inputs['directions'])}.",
         "",
         markdown_table(

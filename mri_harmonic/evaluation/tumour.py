@@ -243,6 +243,8 @@ def tumour_fidelity(pred: np.ndarray, target: np.ndarray, brain: np.ndarray, seg
         "n_wrong_direction": count["wrong_direction"],
         "n_invented": len(invented),
         "invented_pixels": int(sum(int(r.sum()) for r in invented)),
+        "invented_largest_pixels": max((int(r.sum()) for r in invented), default=0),
+        "brain_pixels": int(brain.sum()),
     }
     rec["flagged"] = bool(rec["n_erased"] or rec["n_wrong_direction"] or rec["n_invented"])
     return rec, lesions

@@ -113,12 +113,27 @@ class DataConfig:
     """Cap the slices of one epoch (a seeded random subset, new each epoch); ``null`` = the whole train split."""
     sample_split: str = "val"
     """Split whose slices fill the sample grids (falls back to ``train`` when the store has no such split)."""
+    tumour_prevalence_a: float | None = None
+    """Share of tumorous slices among domain A's training slices (0 = only healthy slices, 0.6 = 60 % tumorous); a
+    seeded subset of the train split's healthy (no tumour label) and tumorous (>= ``tumour_min_pixels`` labelled
+    pixels) slices, fixed for the run; ``null`` = every slice, the split's natural mix. For hallucination stress tests
+    (Cohen et al., MICCAI 2018; StegoGAN's BRATS_mismatch): ``pipelines/hallucination_stress.py``."""
+    tumour_prevalence_b: float | None = None
+    """As ``tumour_prevalence_a``, for domain B (the target of ``--direction``)."""
+    tumour_min_pixels: int = 20
+    """Labelled pixels that make a slice tumorous for the prevalence keys (20 = the tumour checks' smallest scored
+    lesion, ``TumourCheckConfig.min_lesion_pixels``); slices with fewer, but some, are left out when a prevalence is set."""
 
     def __post_init__(self) -> None:
         require(self.batch_size >= 1, "data.batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.num_workers >= 0, "data.num_workers", f"must be >= 0, got {self.num_workers}")
         require(self.max_slices_per_epoch is None or self.max_slices_per_epoch >= 1, "data.max_slices_per_epoch",
                 f"must be >= 1 or null, got {self.max_slices_per_epoch}")
+        for side in ("a", "b"):
+            v = getattr(self, f"tumour_prevalence_{side}")
+            require(v is None or 0.0 <= v <= 1.0, f"data.tumour_prevalence_{side}",
+                    f"must lie in [0, 1] (a share of slices) or be null, got {v}")
+        require(self.tumour_min_pixels >= 1, "data.tumour_min_pixels", f"must be >= 1, got {self.tumour_min_pixels}")
 
 
 @dataclass

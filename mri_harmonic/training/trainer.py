@@ -557,13 +557,20 @@ def plan_steps(dataset_items: int, cfg: TrainConfig, world_size: int = 1) -> Run
     return RunPlan(dataset_items, n, world_size, steps_per_epoch, epochs, total, planned, tuple(sorted(sizes)))
 
 
+def training_dataset(store: SliceStore, domain_a: str, domain_b: str, cfg: TrainConfig) -> UnpairedSliceDataset:
+    """The run's training Dataset: the train split as ``cfg.data`` draws it (halves, tumour prevalence per domain)."""
+    d = cfg.data
+    return UnpairedSliceDataset(store, domain_a, domain_b, "train", disjoint_halves=d.disjoint_halves, seed=cfg.seed,
+                                tumour_prevalence_a=d.tumour_prevalence_a, tumour_prevalence_b=d.tumour_prevalence_b,
+                                tumour_min_pixels=d.tumour_min_pixels)
+
+
 def plan_run(store: str | Path | SliceStore, direction: str, cfg: TrainConfig, world_size: int = 1) -> RunPlan:
     """:func:`plan_steps` for training ``direction`` on ``store`` with ``world_size`` processes (e.g. for a dry run)."""
     store = store if isinstance(store, SliceStore) else SliceStore(store)
     domain_a, domain_b = domains_for(direction)
     check_store(store, domain_a, domain_b, cfg)
-    dataset = UnpairedSliceDataset(store, domain_a, domain_b, "train", disjoint_halves=cfg.data.disjoint_halves,
-                                   seed=cfg.seed)
+    dataset = training_dataset(store, domain_a, domain_b, cfg)
     return plan_steps(len(dataset), cfg, world_size)
 
 
@@ -661,8 +668,7 @@ def _train(store, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool,
     seed_everything(cfg.seed, cfg.deterministic)
     if device.type == "cuda" and not cfg.deterministic:
         torch.backends.cudnn.benchmark = True
-    dataset = UnpairedSliceDataset(store, domain_a, domain_b, "train", disjoint_halves=cfg.data.disjoint_halves,
-                                   seed=cfg.seed)
+    dataset = training_dataset(store, domain_a, domain_b, cfg)
     world_change = check_world_size(ckpt, cfg, info, len(dataset), out_dir, allow_world_size_change)
     plan = plan_steps(len(dataset), cfg, info.world_size)
     cfg, layout_warning = guard_channels_last(cfg, device, info, plan.batch_sizes)
