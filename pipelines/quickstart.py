@@ -136,7 +136,7 @@ def live_verdict(report_dir: Path, status: dict, pretrained_steps: int | None) -
     steps = f"{status['step']:,} steps" if status["finished"] else "its steps so far"
     if not line.endswith("on MAE and SSIM"):
         budget = f" of the pretrained models' {pretrained_steps:,}" if pretrained_steps else ""
-        line += f" yet ({steps}{budget}: too short a budget to beat it on both)"
+        line += f" — {steps}{budget}, too short a budget to beat it on both yet"
     return line
 
 

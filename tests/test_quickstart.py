@@ -107,7 +107,7 @@ def test_live_line_says_when_the_short_run_does_not_beat_the_input_yet(tmp_path,
     status = {"finished": True, "step": 2400, "planned": 2400}
     for line, tail in (("…: better than the untranslated input on MAE and SSIM", ""),
                        ("…: NOT better than the untranslated input",
-                        " yet (2,400 steps of the pretrained models' 9,600: too short a budget to beat it on both)")):
+                        " — 2,400 steps of the pretrained models' 9,600, too short a budget to beat it on both yet")):
         monkeypatch.setattr(quickstart, "verdict", lambda *a, line=line, **k: line)
         assert quickstart.live_verdict(tmp_path, status, 9600) == line + tail
 
