@@ -213,8 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"  {out}  (a whole test volume translated by the pretrained HarmonicGAN, on the input's grid)")
     log(f"  {harmonic / 'PROVENANCE.md'}  (how the pretrained models were trained)")
     log("pretrained CycleGAN: " + verdict(pretrained_report, None, DIRECTION, PRETRAINED["cyclegan"].name))
-    log("pretrained HarmonicGAN, T1->Flair: "
-        + verdict(pretrained_report, None, "t12flair", harmonic.name))
+    log("pretrained HarmonicGAN: " + verdict(pretrained_report, None, "t12flair", harmonic.name) + " (the other direction)")
     log(f"trained just now ({Path(args.config).name}): " + live_verdict(report, status, pretrained_steps))
     log("pretrained HarmonicGAN: " + verdict(pretrained_report, None, DIRECTION, harmonic.name))
     return 0 if status["finished"] else NOT_FINISHED
