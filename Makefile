@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine (see README):
 #   make demo   - create .venv, install, run the end-to-end demo on the built-in phantom data
+#   make pretrained - the demo's pretrained phantom models (pretrained/, shipped; hours if their runs are absent)
 #   make test   - create .venv, install, run the test suite (what .ci/run calls)
 PY      ?= python3
 VENV    ?= .venv
@@ -8,7 +9,7 @@ BIN     := $(VENV)/bin
 # torch into the venv first (any torch >= 2.2 satisfies pyproject.toml) and `make` will keep it.
 TORCH   ?= torch==2.13.0
 
-.PHONY: setup demo test test-fast benchmark performance brats
+.PHONY: setup demo pretrained test test-fast benchmark performance brats
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,6 +22,9 @@ setup: $(BIN)/.installed
 
 demo: setup
 	$(BIN)/python pipelines/quickstart.py
+
+pretrained: setup
+	$(BIN)/python pipelines/pretrain_demo.py
 
 test: setup
 	bash .ci/install-browser.sh

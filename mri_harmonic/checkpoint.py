@@ -14,6 +14,12 @@ Layout (format ``mri-harmonic-checkpoint``, version 2)::
      "data_statistics": what the method estimated from the data before step 1 (DistanceGAN) or None,
      "rng": {"python", "numpy", "torch", "cuda"}}
 
+An *inference-only export* (:func:`export_inference`) has the same format and version and the same run facts, but
+``models`` holds only the method's inference networks and there are no optimizer, scheduler, pool or RNG states;
+it adds ``"inference_only": True``, ``"exported_from"`` (the run folder and checkpoint) and ``"provenance"`` (a
+caller's dict, e.g. how the run was trained). :func:`load_run` reads it like a run's checkpoint; training refuses to
+resume it (:func:`require_training_state`).
+
 Version 1 (before the method registry) differs only in naming ``data_statistics`` ``distance_stats`` and lacking
 ``store_config``; :func:`read_checkpoint` upgrades it in memory. ``epoch`` / ``batch_in_epoch`` say where in the data
 order the next step starts, so ``--resume`` continues exactly. A run folder keeps ``checkpoints/latest.pt`` (always
@@ -36,7 +42,7 @@ import torch
 from torch import nn
 
 from mri_harmonic.errors import UserInputError
-from mri_harmonic.utils.io import atomic_path, atomic_torch_save
+from mri_harmonic.utils.io import atomic_dir, atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text
 
 FORMAT = "mri-harmonic-checkpoint"
 VERSION = 2
@@ -240,3 +246,57 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu", che
         store_config_hash=ckpt.get("store_config_hash"), store_config=ckpt.get("store_config"),
         store_model_spacing=ckpt.get("store_model_spacing"),
     )
+
+
+#: Run facts an inference-only export keeps besides the networks (what :func:`load_run` and ``translate`` read, and
+#: what says where the weights come from).
+EXPORT_KEYS = ("format", "version", "step", "epoch", "elapsed_s", "config", "config_hash", "package_version", "method",
+               "direction", "domain_a", "domain_b", "image_size", "store", "store_config_hash", "store_config",
+               "store_model_spacing", "store_fingerprint", "world_size")
+
+
+def inference_checkpoint(ckpt: dict[str, Any], *, exported_from: dict[str, Any] | None = None,
+                         provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The inference-only form of a (current-layout) checkpoint dict: the run facts of :data:`EXPORT_KEYS`, the
+    method's inference networks (:meth:`Method.inference_keys`, the networks :func:`load_run` restores) and
+    ``provenance``; no discriminators, optimizer, scheduler, pool or RNG state."""
+    method = build_inference_method(ckpt["config"], source="checkpoint config")
+    slim = {k: ckpt[k] for k in EXPORT_KEYS if k in ckpt}
+    slim["models"] = {k: ckpt["models"][k] for k in method.inference_keys()}
+    slim.update(inference_only=True, exported_from=exported_from, provenance=provenance)
+    return slim
+
+
+def export_inference(run_dir: str | os.PathLike, out_dir: str | os.PathLike, checkpoint: str | int = "latest", *,
+                     provenance: dict[str, Any] | None = None) -> Path:
+    """Write ``out_dir`` as an inference-only copy of a training run: ``checkpoints/latest.pt``
+    (:func:`inference_checkpoint` of the run's ``checkpoint``), ``config.yaml`` (the resolved training config) and
+    ``exported.json`` (the checkpoint's facts less the weights). ``load_run``, ``evaluate`` and ``translate`` take
+    ``out_dir`` as they take the run; ``resume`` refuses it. The folder is built aside and renamed into place, so an
+    existing ``out_dir`` is replaced whole (put files that belong beside it there afterwards)."""
+    import yaml
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "exported.json").is_file():
+        raise UserInputError(f"`out_dir` {out_dir} exists and is not an inference-only export (no exported.json); "
+                             "export into a new or empty folder (an export replaces the folder whole)")
+    source = resolve_checkpoint(run_dir, checkpoint)
+    ckpt = read_checkpoint(source)
+    slim = inference_checkpoint(ckpt, exported_from={"run": str(run_dir), "checkpoint": source.name},
+                                provenance=provenance)
+    with atomic_dir(out_dir) as tmp:
+        atomic_torch_save(slim, latest_path(tmp))
+        header = (f"# resolved training config of {run_dir} ({source.name}, step {slim['step']}), hash "
+                  f"{slim['config_hash']}; inference-only export, mri-harmonic {slim['package_version']}\n")
+        atomic_write_text(tmp / "config.yaml", header + yaml.safe_dump(slim["config"], sort_keys=False))
+        atomic_write_json(tmp / "exported.json", {k: v for k, v in slim.items() if k not in ("models", "config")})
+    return out_dir
+
+
+def require_training_state(ckpt: dict[str, Any], path: str | os.PathLike, action: str = "resume") -> None:
+    """One-line error when ``ckpt`` is an inference-only export, which has no optimizer state to continue from."""
+    if ckpt.get("inference_only"):
+        raise UserInputError(
+            f"`{action}`: {path} is an inference-only export (networks for translation, no optimizer or training state), "
+            "so it cannot be trained further; evaluate or translate with it, or continue the run it was exported from "
+            f"({(ckpt.get('exported_from') or {}).get('run', 'unknown')})")

@@ -1,22 +1,26 @@
 #!/usr/bin/env python
-"""The main job on the built-in data, end to end (``make demo``), ending with a one-line verdict.
+"""The main job on the built-in data, end to end (``make demo``, ~15-20 min on an idle 2-core CPU), ending with a
+one-line verdict.
 
-1. ``mri-harmonic phantom``    a 16-subject MR-physics phantom in the BraTS 2021 layout   -> WORK/data
-2. ``mri-harmonic preprocess`` the slice store (2 mm, 96x96, subject-wise splits)       -> WORK/store
-3. ``mri-harmonic train``      HarmonicGAN FLAIR<->T1, configs/phantom-cpu-long.yaml     -> WORK/run-phantom-cpu-long
-4. ``mri-harmonic evaluate``   the validation split, both directions: metrics by region beside the untranslated
-                               input, tumour fidelity, figures                              -> WORK/report-phantom-cpu-long
-5. ``mri-harmonic translate``  one test subject's FLAIR volume -> a synthetic T1 NIfTI    -> WORK/synthetic-phantom-cpu-long
+1. ``mri-harmonic phantom``    16 new subjects (phantom seed 1; the pretrained models saw seed 0)  -> WORK/data
+2. ``mri-harmonic preprocess`` the slice store (2 mm, 96x96; 8 / 4 / 4 subjects train/val/test)    -> WORK/store
+3. ``mri-harmonic train``      a live HarmonicGAN FLAIR<->T1 run, configs/phantom-cpu.yaml (2,400
+                               steps, ~11 min): training working, from scratch, on this machine     -> WORK/run-phantom-cpu
+4. ``mri-harmonic evaluate``   the validation split, both directions, beside the untranslated input:
+                               the pretrained HarmonicGAN and CycleGAN (pretrained/, 9,600 steps each,
+                               pipelines/pretrain_demo.py), with a blinded reader study of the two  -> WORK/report-pretrained
+                               and the live run                                                     -> WORK/report-phantom-cpu
+5. ``mri-harmonic translate``  one test subject's FLAIR volume -> a synthetic T1 NIfTI (pretrained
+                               HarmonicGAN)                                                         -> WORK/synthetic-phantom-harmonic
 
-Training: 9,600 steps, the shortest CPU budget measured to give a T1-like Flair -> T1 (the 2,400-step
-``phantom-cpu.yaml`` scores no better than the untranslated input on the validation split; reports/preset_tuning/).
-``amp: auto`` trains under bf16 autocast on CPUs with native bf16 (AVX512-BF16 or AMX) and in fp32 elsewhere.
+The closing verdict is the pretrained HarmonicGAN's. The live run's line says plainly whether it beats the untranslated
+input yet: 2,400 steps is a quarter of the pretrained models' budget and measured no better than the input
+(reports/preset_tuning/); ``--config configs/phantom-cpu-long.yaml`` trains the full 9,600 (~45 min in fp32 here).
 
-Finished steps are skipped, so running it again continues where it stopped. A training run cut short (by its time
-budget, or Ctrl-C) is never taken for a finished one: the demo still evaluates what it has, says "after step N of M
-(training not finished)", writes no ``DONE`` and exits with code 3; the next run continues it (with a fresh time
-budget). The verdict is measured on the validation split, on which the presets were chosen; the test split is kept
-for ``make benchmark``.
+Finished steps are skipped, so running it again continues where it stopped. A training run cut short (by the time
+budget of this invocation, or Ctrl-C) is never taken for a finished one: the demo still evaluates what it has, says
+"after step N of M (training not finished)", writes no ``DONE`` and exits with code 3; the next run continues it (with
+a fresh time budget). The verdict is measured on the validation split; the test split is kept for the translation.
 """
 
 from __future__ import annotations
@@ -32,7 +36,16 @@ from _common import ROOT, log, phantom_complete, read_json, repo_relative, run_c
 
 from mri_harmonic.cli.train import EXIT_TIME_BUDGET  # noqa: E402
 
-DEFAULT_CONFIG = "configs/phantom-cpu-long.yaml"
+DEFAULT_CONFIG = "configs/phantom-cpu.yaml"
+#: The live run's time budget in each invocation: 2,400 steps at ~270 ms (fp32, 2 idle cores) with room to spare;
+#: a busier machine cuts the run (exit 3) and the next invocation continues it.
+BUDGET_MINUTES = 14.0
+#: The demo's phantom: a seed the pretrained models never saw (they trained on seed 0), and the benchmark's split
+#: (8 / 4 / 4 subjects of 16) so that 4 subjects are validated; 2 mm, 96x96 as the pretrained models' store.
+PHANTOM_SEED, SUBJECTS, PREPROCESS = 1, 16, "configs/preprocess-phantom-benchmark.yaml"
+#: Pretrained exports (pipelines/pretrain_demo.py), method -> folder; HarmonicGAN's gives the closing verdict.
+PRETRAINED = {"harmonic": Path("pretrained/phantom-harmonic"), "cyclegan": Path("pretrained/phantom-cyclegan")}
+READER_STUDY = 20
 #: The split of the verdict; ``flair2t1`` is the demo's direction.
 SPLIT, DIRECTION = "val", "flair2t1"
 NOT_FINISHED = EXIT_TIME_BUDGET  # the demo's exit status while its training is not finished, as `train`'s
@@ -76,31 +89,65 @@ def resume_overrides(run_dir: Path, config: str, overrides: list[str], budget_mi
     return [*overrides, f"time_budget_minutes={round(spent + budget, 3)}"]
 
 
-def verdict(report_dir: Path, status: dict, direction: str = DIRECTION) -> str:
-    """One line from the evaluation's ``summary.csv``: the run against the untranslated input, whole slice."""
+def figures(report_dir: Path, run: str | None = None, direction: str = DIRECTION) -> dict[str, float]:
+    """``{"MAE", "MAE_input", "SSIM", "SSIM_input"}`` of ``run`` (an evaluation's run label; ``None``: its only run)
+    and of the untranslated input, from the evaluation's ``summary.csv``: whole slice, 0-255 scale."""
     import pandas as pd
 
-    from mri_harmonic.directions import DIRECTIONS
     from mri_harmonic.evaluation.evaluate import REFERENCE_RUN
 
     summary = pd.read_csv(Path(report_dir) / "summary.csv")
-    meta = json.loads((Path(report_dir) / "evaluation.json").read_text())
     rows = summary[(summary["direction"] == direction) & (summary["region"] == "slice") & (summary["scale"] == "0-255")]
-    value = {(r.run == REFERENCE_RUN, r.metric): r.mean for r in rows.itertuples()}
-    mae, mae0, ssim, ssim0 = (value[(ref, m)] for m in ("MAE", "SSIM") for ref in (False, True))
+    runs = sorted(set(rows["run"]) - {REFERENCE_RUN})
+    if run is None:
+        if len(runs) != 1:
+            raise ValueError(f"{report_dir} evaluates runs {runs}; name one")
+        run = runs[0]
+    value = {(r.run, r.metric): float(r.mean) for r in rows.itertuples()}
+    return {f"{m}{tail}": value[(name, m)] for m in ("MAE", "SSIM") for name, tail in ((run, ""), (REFERENCE_RUN, "_input"))}
+
+
+def verdict(report_dir: Path, status: dict | None = None, direction: str = DIRECTION, run: str | None = None) -> str:
+    """One line: ``run`` (default: the evaluation's only run) against the untranslated input, whole slice; prefixed
+    with "after step N of M (training not finished)" when ``status`` says the run is not finished."""
+    from mri_harmonic.directions import DIRECTIONS
+
+    f = figures(report_dir, run, direction)
+    meta = json.loads((Path(report_dir) / "evaluation.json").read_text())
     src, tgt = (m.capitalize() if m == "flair" else m.upper() for m in DIRECTIONS[direction])
     store = meta["store"]
-    better = [name for name, ok in (("MAE", mae < mae0), ("SSIM", ssim > ssim0)) if ok]
+    better = [name for name, ok in (("MAE", f["MAE"] < f["MAE_input"]), ("SSIM", f["SSIM"] > f["SSIM_input"])) if ok]
     judged = ("better than the untranslated input on MAE and SSIM" if len(better) == 2 else
               f"better than the untranslated input on {better[0]} only" if better else
               "NOT better than the untranslated input")
     n = store["n_subjects"]
-    line = (f"{src}->{tgt} on {n} {_split_name(store['split'])} subject{'s' if n != 1 else ''}: MAE {mae:.1f} "
-            f"(untranslated input {mae0:.1f}), SSIM {ssim:.2f} ({ssim0:.2f}): {judged}")
-    if not status["finished"]:
+    line = (f"{src}->{tgt} on {n} {_split_name(store['split'])} subject{'s' if n != 1 else ''}: MAE {f['MAE']:.1f} "
+            f"(untranslated input {f['MAE_input']:.1f}), SSIM {f['SSIM']:.2f} ({f['SSIM_input']:.2f}): {judged}")
+    if status is not None and not status["finished"]:
         of = f" of {status['planned']:,}" if status.get("planned") else ""
         line = f"after step {status['step']:,}{of} (training not finished): " + line
     return line
+
+
+def live_verdict(report_dir: Path, status: dict, pretrained_steps: int | None) -> str:
+    """The live run's line: its verdict, and, when it does not beat the input on both, that its short budget is why
+    (in the pretrained models' terms)."""
+    line = verdict(report_dir, status)
+    steps = f"{status['step']:,} steps" if status["finished"] else "its steps so far"
+    if not line.endswith("on MAE and SSIM"):
+        budget = f" of the pretrained models' {pretrained_steps:,}" if pretrained_steps else ""
+        line += f" — {steps}{budget}, too short a budget to beat it on both yet"
+    return line
+
+
+def require_pretrained(folders: dict[str, Path]) -> None:
+    """Exit with one line when a pretrained export is missing (they ship in pretrained/; `make pretrained` makes them)."""
+    from mri_harmonic.checkpoint import latest_path
+
+    missing = [str(p) for p in folders.values() if not latest_path(p).is_file()]
+    if missing:
+        raise SystemExit(f"error: pretrained model(s) missing: {', '.join(missing)}; they ship with the repository "
+                         "(restore them with git) or are made by `make pretrained` (pipelines/pretrain_demo.py, hours)")
 
 
 def _split_name(split: str) -> str:
@@ -110,19 +157,20 @@ def _split_name(split: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=ROOT / "work" / "quickstart")
-    ap.add_argument("--subjects", type=int, default=16)
-    ap.add_argument("--config", default=DEFAULT_CONFIG, help="training config (YAML)")
-    ap.add_argument("--budget-minutes", type=float, default=None,
-                    help="training time budget of this invocation (default: the config's time_budget_minutes)")
+    ap.add_argument("--subjects", type=int, default=SUBJECTS)
+    ap.add_argument("--config", default=DEFAULT_CONFIG, help="training config of the live run (YAML)")
+    ap.add_argument("--budget-minutes", type=float, default=BUDGET_MINUTES,
+                    help=f"the live run's training time budget in this invocation (default {BUDGET_MINUTES:g})")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="TrainConfig override, e.g. max_steps=200")
     args = ap.parse_args(argv)
     args.work = repo_relative(args.work)
     os.chdir(ROOT)  # paths in logs and reports are relative to the repository
+    require_pretrained(PRETRAINED)
     w = args.work
     if not phantom_complete(w / "data", args.subjects):
-        run_cli(["phantom", w / "data", "--subjects", args.subjects, "--seed", 0])
+        run_cli(["phantom", w / "data", "--subjects", args.subjects, "--seed", PHANTOM_SEED])
     if not (w / "store" / "store.json").is_file():
-        run_cli(["preprocess", w / "data", w / "store", "--config", "configs/preprocess-phantom.yaml"])
+        run_cli(["preprocess", w / "data", w / "store", "--config", PREPROCESS])
     suffix = f"-{Path(args.config).stem}"
     run, report = w / f"run{suffix}", w / f"report{suffix}"
     if not (run / "DONE").is_file():
@@ -137,25 +185,44 @@ def main(argv: list[str] | None = None) -> int:
         log(f"training stopped at step {status['step']:,}{of} ({status['stopped']}): not finished; evaluating what "
             "there is; run the same command again to continue")
     latest = run / "checkpoints" / "latest.pt"
-    if not _newer(report / "report.md", latest):  # a reader study needs two runs: `make benchmark` writes one
+    if not _newer(report / "report.md", latest):
         run_cli(["evaluate", run, "--store", w / "store", "--split", SPLIT, "--out", report])
+    pretrained_report = w / "report-pretrained"
+    newest = max((p / "checkpoints" / "latest.pt" for p in PRETRAINED.values()), key=lambda p: p.stat().st_mtime)
+    if not (_newer(pretrained_report / "report.md", newest) and _newer(pretrained_report / "report.md", w / "store" / "store.json")):
+        run_cli(["evaluate", *PRETRAINED.values(), "--store", w / "store", "--split", SPLIT, "--out", pretrained_report,
+                 "--reader-study", READER_STUDY])
 
     import pandas as pd
 
     manifest = pd.read_csv(w / "store" / "manifest.csv", dtype={"subject": str})
     subject = sorted(manifest.loc[manifest["split"] == "test", "subject"].unique())[0]
     flair = w / "data" / subject / f"{subject}_flair.nii.gz"
-    out = w / f"synthetic{suffix}" / f"{subject}_t1_synthetic.nii.gz"
-    if not _newer(out, latest):
-        run_cli(["translate", run, flair, out, "--direction", DIRECTION])
+    harmonic = PRETRAINED["harmonic"]
+    out = w / f"synthetic-{harmonic.name}" / f"{subject}_t1_synthetic.nii.gz"
+    if not _newer(out, harmonic / "checkpoints" / "latest.pt"):
+        run_cli(["translate", harmonic, flair, out, "--direction", DIRECTION])
+    pretrained_steps = _step(harmonic)
     log("where to look:")
-    log(f"  {report / 'report.md'}  (tables, figures, tumour checks; the input-as-output row is the floor to beat)")
-    log(f"  {report / 'figures' / f'samples_{DIRECTION}.png'}  (input FLAIR | synthetic T1 | real T1 | |error|)")
-    log(f"  {run / 'samples'}  (training progress)")
-    log(f"  {out}  (a whole test volume translated, on the input's grid)")
-    log(verdict(report, status))
-    log(verdict(report, status, "t12flair") + " (the other direction, trained alongside)")
+    log(f"  {pretrained_report / 'report.md'}  (the pretrained HarmonicGAN and CycleGAN: tables, figures, tumour checks; "
+        "the input-as-output row is the floor to beat)")
+    log(f"  {pretrained_report / 'figures' / f'samples_{DIRECTION}.png'}  (input FLAIR | each method's synthetic T1 | "
+        "real T1 | |error|)")
+    log(f"  {pretrained_report / 'reader_study' / 'sheet.html'}  (a blinded reader study of the two, {READER_STUDY} slices)")
+    log(f"  {report / 'report.md'} and {run / 'samples'}  (the run trained just now)")
+    log(f"  {out}  (a whole test volume translated by the pretrained HarmonicGAN, on the input's grid)")
+    log(f"  {harmonic / 'PROVENANCE.md'}  (how the pretrained models were trained)")
+    log("pretrained CycleGAN: " + verdict(pretrained_report, None, DIRECTION, PRETRAINED["cyclegan"].name))
+    log("pretrained HarmonicGAN: " + verdict(pretrained_report, None, "t12flair", harmonic.name) + " (the other direction)")
+    log(f"trained just now ({Path(args.config).name}): " + live_verdict(report, status, pretrained_steps))
+    log("pretrained HarmonicGAN: " + verdict(pretrained_report, None, DIRECTION, harmonic.name))
     return 0 if status["finished"] else NOT_FINISHED
+
+
+def _step(run_dir: Path) -> int | None:
+    """The training step of a run's latest checkpoint, from the export's facts or the run's summary."""
+    facts = read_json(Path(run_dir) / "exported.json", None) or read_json(Path(run_dir) / "summary.json", {}) or {}
+    return facts.get("step")
 
 
 def _newer(output: Path, than: Path) -> bool:

@@ -1,4 +1,5 @@
-"""The demo's (pipelines/quickstart.py) run-state logic and verdict line, on tiny real runs of the synthetic store."""
+"""The demo's (pipelines/quickstart.py) run-state logic and verdict lines (pretrained and live runs), on tiny real runs
+of the synthetic store."""
 
 from __future__ import annotations
 
@@ -88,3 +89,36 @@ def test_verdict_line_reads_the_evaluation(synthetic_store, tmp_path):
         summary.loc[rows & (summary.run == "run") & (summary.metric == "SSIM"), "mean"] = run_ssim
         summary.to_csv(report / "summary.csv", index=False)
         assert quickstart.verdict(report, {"finished": True}).endswith(tail)
+
+    # several runs in one evaluation: each line names its run's figures; the live run's line says why it lags
+    summary = pd.read_csv(report / "summary.csv")
+    other = summary[summary.run == "run"].copy()
+    other["run"], other["mean"] = "phantom-harmonic", other["mean"] * 0 + 7.0
+    pd.concat([summary, other]).to_csv(report / "summary.csv", index=False)
+    assert quickstart.figures(report, "phantom-harmonic")["MAE"] == 7.0
+    assert quickstart.figures(report, "run")["MAE"] == 99.0
+    with pytest.raises(ValueError, match="name one"):
+        quickstart.figures(report)
+    assert quickstart.verdict(report, None, run="phantom-harmonic").startswith(
+        f"Flair->T1 on 4 validation subjects: MAE 7.0 (untranslated input {mae0:.1f}), SSIM 7.00")
+
+
+def test_live_line_says_when_the_short_run_does_not_beat_the_input_yet(tmp_path, monkeypatch):
+    status = {"finished": True, "step": 2400, "planned": 2400}
+    for line, tail in (("…: better than the untranslated input on MAE and SSIM", ""),
+                       ("…: NOT better than the untranslated input",
+                        " — 2,400 steps of the pretrained models' 9,600, too short a budget to beat it on both yet")):
+        monkeypatch.setattr(quickstart, "verdict", lambda *a, line=line, **k: line)
+        assert quickstart.live_verdict(tmp_path, status, 9600) == line + tail
+
+
+def test_the_demo_stops_with_one_line_without_its_pretrained_models(tmp_path):
+    from mri_harmonic.checkpoint import latest_path
+
+    here, gone = tmp_path / "here", tmp_path / "gone"
+    latest_path(here).parent.mkdir(parents=True)
+    latest_path(here).write_bytes(b"")
+    with pytest.raises(SystemExit, match=f"pretrained model\\(s\\) missing: {gone}; .*make pretrained") as err:
+        quickstart.require_pretrained({"harmonic": here, "cyclegan": gone})
+    assert "\n" not in str(err.value)
+    quickstart.require_pretrained({"harmonic": here})

@@ -311,6 +311,7 @@ def prepare_run(store: SliceStore, out_dir: Path, direction: str, cfg: TrainConf
     if checkpoint != "latest":  # resume from an earlier periodic checkpoint
         latest = ckpt_io.resolve_checkpoint(out_dir, checkpoint)
     ckpt = ckpt_io.read_checkpoint(latest, map_location=device)
+    ckpt_io.require_training_state(ckpt, latest)
     check_resume(ckpt, cfg, direction, store, out_dir)
     return ckpt
 
