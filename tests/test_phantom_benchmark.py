@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines"))
 import phantom_benchmark  # noqa: E402
@@ -25,6 +26,7 @@ def test_plan_has_every_method_three_seeds_of_the_question_and_the_foreground_va
     assert runs["harmonic-s2"][1][-1] == "seed=2"
 
 
+@pytest.mark.slow
 def test_quick_benchmark_runs_end_to_end_and_resumes(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     assert phantom_benchmark.main(["--quick", "--work", str(work), "--out", str(out)]) == 0
