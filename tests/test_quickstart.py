@@ -112,13 +112,15 @@ def test_live_line_says_when_the_short_run_does_not_beat_the_input_yet(tmp_path,
         assert quickstart.live_verdict(tmp_path, status, 9600) == line + tail
 
 
-def test_the_demo_stops_with_one_line_without_its_pretrained_models(tmp_path):
+def test_without_its_pretrained_models_the_demo_says_why_in_one_line_and_goes_on(tmp_path):
     from mri_harmonic.checkpoint import latest_path
 
     here, gone = tmp_path / "here", tmp_path / "gone"
     latest_path(here).parent.mkdir(parents=True)
     latest_path(here).write_bytes(b"")
-    with pytest.raises(SystemExit, match=f"pretrained model\\(s\\) missing: {gone}; .*make pretrained") as err:
-        quickstart.require_pretrained({"harmonic": here, "cyclegan": gone})
-    assert "\n" not in str(err.value)
-    quickstart.require_pretrained({"harmonic": here})
+    assert quickstart.missing_pretrained({"harmonic": here, "cyclegan": gone}) == [str(gone)]
+    assert quickstart.missing_pretrained({"harmonic": here}) == []
+    line = quickstart.NO_PRETRAINED.format(missing=str(gone))
+    assert "\n" not in line and "make pretrained" in line and f"({gone} missing)" in line
+    cited = line.split("(")[2].split(")")[0]  # the report that says why none ship must exist
+    assert (Path(quickstart.ROOT) / cited).is_file(), cited
