@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The main job on the built-in data, end to end (``make demo``, ~15-20 min on an idle 2-core CPU), ending with a
+"""The main job on the built-in data, end to end (``make demo``; not yet timed on an idle 2-core CPU), ending with a
 one-line verdict.
 
 1. ``mri-harmonic phantom``    16 new subjects (phantom seed 1; the pretrained models saw seed 0)  -> WORK/data
@@ -13,7 +13,9 @@ one-line verdict.
 5. ``mri-harmonic translate``  one test subject's FLAIR volume -> a synthetic T1 NIfTI (pretrained
                                HarmonicGAN)                                                         -> WORK/synthetic-phantom-harmonic
 
-The closing verdict is the pretrained HarmonicGAN's. The live run's line says plainly whether it beats the untranslated
+The closing verdict is the pretrained HarmonicGAN's. Without pretrained/ (none ship yet: the benchmark's 9,600-step
+models did not beat the untranslated input, reports/benchmarks/floor_check_v2_seed0.md) the demo says so in one line,
+skips step 4's pretrained part and translates with the live run. The live run's line says plainly whether it beats the untranslated
 input yet: 2,400 steps is a quarter of the pretrained models' budget and measured no better than the input
 (reports/preset_tuning/); ``--config configs/phantom-cpu-long.yaml`` trains the full 9,600 (~45 min in fp32 here).
 
