@@ -81,6 +81,42 @@ def read_json(path: Path, default=None):
     return json.loads(path.read_text()) if path.is_file() else default
 
 
+class PipelineTimings(dict):
+    """Seconds of a resumable pipeline's steps, kept in ``path`` (JSON): the entries a pipeline sets, plus ``total_s``
+    (wall clock) and ``cpu_s`` (user + system of its finished child processes), each summed over every invocation;
+    :meth:`save` after each step."""
+
+    def __init__(self, path: Path):
+        super().__init__({k: v for k, v in (read_json(Path(path), {}) or {}).items() if not k.endswith("_before")})
+        self.path = Path(path)
+        self._wall_before, self._cpu_before = self.get("total_s", 0.0), self.get("cpu_s", 0.0)
+        self._wall0, self._cpu0 = time.perf_counter(), children_cpu()
+
+    def this_invocation_s(self) -> float:
+        return time.perf_counter() - self._wall0
+
+    def save(self) -> None:
+        self["total_s"] = self._wall_before + self.this_invocation_s()
+        self["cpu_s"] = self._cpu_before + (children_cpu() - self._cpu0)
+        write_json(self.path, dict(self))
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every finished child process of this one."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def evaluation_stale(run_dirs: Sequence[Path], report: Path) -> bool:
+    """Whether ``report`` is missing or older than a run's latest checkpoint (a retrained run makes it stale)."""
+    if not Path(report).is_file():
+        return True
+    t = Path(report).stat().st_mtime
+    return any((Path(d) / "checkpoints" / "latest.pt").stat().st_mtime > t for d in run_dirs)
+
+
 def preset_config(preset: str, method: str) -> str:
     """``configs/<preset>.yaml`` for HarmonicGAN, ``configs/<preset>-<method>.yaml`` for every other registered
     method (the registry names them; a one-line exit for a name it does not know)."""

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import sys
 import time
@@ -40,6 +39,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     ROOT,
+    PipelineTimings,
+    evaluation_stale,
     log,
     markdown_rows,
     phantom_complete,
@@ -138,14 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)  # paths in logs and reports are relative to the repository
 
     work, out = args.work, args.out
-    timings = read_json(work / "timings.json", {}) or {}
-    timings["total_s_before"], timings["cpu_s_before"] = timings.get("total_s", 0.0), timings.get("cpu_s", 0.0)
-    t_start, cpu_start = time.perf_counter(), _children_cpu()
-
-    def save() -> None:
-        timings["total_s"] = timings["total_s_before"] + (time.perf_counter() - t_start)
-        timings["cpu_s"] = timings["cpu_s_before"] + (_children_cpu() - cpu_start)
-        write_json(work / "timings.json", timings)
+    timings = PipelineTimings(work / "timings.json")
+    save = timings.save
 
     store = args.store
     if store is None and not args.quick and (BENCHMARK_STORE / "store.json").is_file():
@@ -178,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         st, run_dirs = the_settings[name], [work / "runs" / n for n, r in runs.items() if r["setting"] == name]
         ev = out / f"evaluation-{name}"
-        if not (ev / "report.md").is_file() or _newer_runs(run_dirs, ev / "report.md"):
+        if evaluation_stale(run_dirs, ev / "report.md"):
             timings[f"evaluate_{name}_s"] = run_cli(["evaluate", *run_dirs, "--store", store, "--split", "test",
                                                      "--direction", st["direction"], "--slices", st["test"], "--out", ev])
             save()
@@ -193,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     timings["rates_and_figures_s"] = time.perf_counter() - t0
     save()
     clocks = training_clocks({n: work / "runs" / n for n in runs})
-    kept = {k: v for k, v in timings.items() if not k.endswith("_before")}
-    write_json(out / "timings.json", {**kept, "training_clock_s": clocks})
+    write_json(out / "timings.json", {**timings, "training_clock_s": clocks})
     write_json(out / "versions.json", versions())
     write_json(out / "command.json", {"argv": sys.argv[1:] if argv is None else argv, "store": str(store),
                                       "settings": {n: the_settings[n] for n in names}, "quick": args.quick,
@@ -202,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                                       "overrides": args.overrides})
     from mri_harmonic.utils.io import atomic_write_text
 
-    atomic_write_text(out / "README.md", report(results, the_settings, runs, store, kept, clocks, args))
-    log(f"done; report: {out / 'README.md'} (this invocation {(time.perf_counter() - t_start) / 60:.1f} min)")
+    atomic_write_text(out / "README.md", report(results, the_settings, runs, store, timings, clocks, args))
+    log(f"done; report: {out / 'README.md'} (this invocation {timings.this_invocation_s() / 60:.1f} min)")
     return 0
 
 
@@ -457,18 +451,6 @@ def report(results: dict, the_settings: dict, runs: dict, store: Path, timings: 
               f"(training, evaluation; user + system): {timings.get('cpu_s', 0) / 3600:.2f} h "
               "(`timings.json`, summed over resumed invocations).", ""]
     return "\n".join(lines)
-
-
-def _children_cpu() -> float:
-    """CPU seconds (user + system) of every finished child process of this one."""
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
-def _newer_runs(run_dirs: list[Path], report_path: Path) -> bool:
-    """Whether a run's checkpoint is newer than ``report_path`` (a retrained run makes the evaluation stale)."""
-    t = report_path.stat().st_mtime
-    return any((Path(d) / "checkpoints" / "latest.pt").stat().st_mtime > t for d in run_dirs)
 
 
 if __name__ == "__main__":

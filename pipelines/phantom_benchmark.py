@@ -26,19 +26,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     ROOT,
+    PipelineTimings,
+    evaluation_stale,
     log,
     phantom_complete,
     preset_config,
-    read_json,
     repo_relative,
     run_cli,
     train_command,
@@ -121,15 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)  # paths in logs and reports are relative to the repository
 
     work, out = args.work, args.out
-    timings = read_json(work / "timings.json", {}) or {}
-    t_start, cpu_start = time.perf_counter(), _children_cpu()
-
-    def save() -> None:
-        timings["total_s"] = timings.get("total_s_before", 0.0) + (time.perf_counter() - t_start)
-        timings["cpu_s"] = timings.get("cpu_s_before", 0.0) + (_children_cpu() - cpu_start)
-        write_json(work / "timings.json", timings)
-
-    timings["total_s_before"], timings["cpu_s_before"] = timings.get("total_s", 0.0), timings.get("cpu_s", 0.0)
+    timings = PipelineTimings(work / "timings.json")
+    save = timings.save
 
     data, store = work / "data", work / "store"
     if not phantom_complete(data, args.subjects):
@@ -156,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     run_dirs = [work / "runs" / name for name in runs]
     for split, extra in (("val", ["--reader-study", 0]), ("test", ["--reader-study", args.reader_study])):
-        if not (out / split / "report.md").is_file() or _newer_runs(run_dirs, out / split / "report.md"):
+        if evaluation_stale(run_dirs, out / split / "report.md"):
             timings[f"evaluate_{split}_s"] = run_cli(["evaluate", *run_dirs, "--store", store, "--split", split,
                                                       "--direction", "both", "--out", out / split, *extra])
             save()
@@ -168,8 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy(work / "runs" / name / "config.yaml", cfg_dir / f"train-{name}.yaml")
     save()
     clocks = training_clocks({n: work / "runs" / n for n in runs})
-    write_json(out / "timings.json", {**{k: v for k, v in timings.items() if not k.endswith("_before")},
-                                      "training_clock_s": clocks})
+    write_json(out / "timings.json", {**timings, "training_clock_s": clocks})
     write_json(out / "versions.json", versions())
     write_json(out / "command.json", {"argv": sys.argv[1:] if argv is None else argv, "subjects": args.subjects,
                                       "phantom_seed": args.seed, "runs": {n: {"config": c, "overrides": o} for n, (c, o) in runs.items()},
@@ -177,20 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     from benchmark_report import write_report
 
     write_report(out, work, runs, timings, quick=args.quick)
-    log(f"done; report: {out / 'README.md'} (this invocation {(time.perf_counter() - t_start) / 60:.1f} min)")
+    log(f"done; report: {out / 'README.md'} (this invocation {timings.this_invocation_s() / 60:.1f} min)")
     return 0
-
-
-def _children_cpu() -> float:
-    """CPU seconds (user + system) of every finished child process of this one."""
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
-def _newer_runs(run_dirs: list[Path], report: Path) -> bool:
-    """Whether a run's checkpoint is newer than ``report`` (a retrained run makes the evaluation stale)."""
-    t = report.stat().st_mtime
-    return any((Path(d) / "checkpoints" / "latest.pt").stat().st_mtime > t for d in run_dirs)
 
 
 if __name__ == "__main__":
