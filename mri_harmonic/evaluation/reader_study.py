@@ -423,17 +423,7 @@ def score_reader_study(answer_csvs: Iterable[str | os.PathLike], key_csv: str | 
     if study_kind(key_csv) == "realism":
         return score_realism_study(answer_csvs, key_csv)
     key = _read_key(Path(key_csv))
-    answer_csvs = [Path(p) for p in answer_csvs]
-    if not answer_csvs:
-        raise UserInputError("no answer files given; pass one or more answer CSVs saved from sheet.html")
-    frames = [_read_answers(p, key) for p in answer_csvs]
-    _check_no_cross_file_duplicates(frames)
-    answers = pd.concat(frames, ignore_index=True)
-    if answers.empty:
-        raise UserInputError(
-            f"no answered rows in {', '.join(str(p) for p in answer_csvs)}; fill in likert and preferred, "
-            "or save the answers from sheet.html"
-        )
+    answers = _collect_answers(answer_csvs, lambda p: _read_answers(p, key), "likert and preferred")
 
     merged = answers.merge(key, on=["case_id", "slot"], how="left", validate="many_to_one")
     judgements = merged.loc[merged["preferred"] == 1, ["reader", "case_id", "run", "method"]]
@@ -496,17 +486,7 @@ def score_realism_study(answer_csvs: Iterable[str | os.PathLike], key_csv: str |
             than real / synthetic, a duplicate answer, empty reader); the message names the file and the row.
     """
     key = _read_realism_key(Path(key_csv))
-    answer_csvs = [Path(p) for p in answer_csvs]
-    if not answer_csvs:
-        raise UserInputError("no answer files given; pass one or more answer CSVs saved from sheet.html")
-    frames = [_read_realism_answers(p, key) for p in answer_csvs]
-    _check_no_cross_file_duplicates(frames)
-    answers = pd.concat(frames, ignore_index=True)
-    if answers.empty:
-        raise UserInputError(
-            f"no answered rows in {', '.join(str(p) for p in answer_csvs)}; fill in answer (real or synthetic), "
-            "or save the answers from sheet.html"
-        )
+    answers = _collect_answers(answer_csvs, lambda p: _read_realism_answers(p, key), "answer (real or synthetic)")
     merged = answers.merge(key, on="case_id", how="left", validate="many_to_one")
     rows = []
     for level, col in (("run", "run"), ("reader", "reader")):
@@ -966,6 +946,23 @@ def _read_answers(path: Path, key: pd.DataFrame) -> pd.DataFrame:
             raise UserInputError(f"answer file {path}, rows {rows}: reader {reader!r} marked {n_pref} preferred slots "
                                  f"in case {case_id!r}; mark exactly one (preferred = 1, others 0)")
     return frame
+
+
+def _collect_answers(answer_csvs: Sequence[str | os.PathLike], read, fields: str) -> pd.DataFrame:
+    """Every answer file read with ``read(path)``, checked for answers given twice across files, concatenated; a
+    one-line error when no file is given or none holds an answered row (``fields``: what the reader fills in)."""
+    answer_csvs = [Path(p) for p in answer_csvs]
+    if not answer_csvs:
+        raise UserInputError("no answer files given; pass one or more answer CSVs saved from sheet.html")
+    frames = [read(p) for p in answer_csvs]
+    _check_no_cross_file_duplicates(frames)
+    answers = pd.concat(frames, ignore_index=True)
+    if answers.empty:
+        raise UserInputError(
+            f"no answered rows in {', '.join(str(p) for p in answer_csvs)}; fill in {fields}, "
+            "or save the answers from sheet.html"
+        )
+    return answers
 
 
 def _check_no_cross_file_duplicates(frames: list[pd.DataFrame]) -> None:
