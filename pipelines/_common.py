@@ -137,6 +137,16 @@ def run_finished(run_dir: Path) -> bool:
     return bool((read_json(Path(run_dir) / "summary.json", {}) or {}).get("finished"))
 
 
+def stop_reason(run_dir: Path) -> str:
+    """``"; stopped at step N of M by SIGTERM"`` from the run's ``summary.json`` (empty when it wrote none): where a
+    run stopped, without the trainer's own advice, which names the train command rather than the pipeline."""
+    s = read_json(Path(run_dir) / "summary.json", {}) or {}
+    if "step" not in s or s.get("finished"):
+        return ""
+    by = s.get("signal") or {"time_budget": "its time budget"}.get(s.get("stopped"), s.get("stopped") or "an error")
+    return f"; stopped at step {s['step']} of {s.get('planned_steps', '?')} by {by}"
+
+
 def train_command(store: Path, run_dir: Path, config: str, direction: str, overrides: Sequence[str] = ()) -> list:
     """``mri-harmonic train`` arguments for one run; adds ``--resume`` when the run has a checkpoint."""
     cmd: list = ["train", store, "--direction", direction, "--out", run_dir, "--config", config]
@@ -171,8 +181,7 @@ def train_in_parallel(commands: dict[str, tuple[Path, list]], *, jobs: int, log_
             if proc.returncode != 0 or not run_finished(commands[name][0]):
                 for other, _ in active.values():
                     other.terminate()
-                said = (read_json(Path(commands[name][0]) / "summary.json", {}) or {}).get("message", "")
-                raise SystemExit(f"training {name} is not finished (exit {proc.returncode}{'; ' + said if said else ''}); "
+                raise SystemExit(f"training {name} is not finished (exit {proc.returncode}{stop_reason(commands[name][0])}); "
                                  f"see {log_dir / f'train-{name}.log'}; run the pipeline again to continue it")
             seconds[name] = time.perf_counter() - t0
             (Path(commands[name][0]) / "DONE").write_text("ok\n")

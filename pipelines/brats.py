@@ -45,7 +45,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, log, preset_config, read_json, run_cli, run_finished, train_command, versions, write_json  # noqa: E402
+from _common import ROOT, log, preset_config, run_cli, run_finished, stop_reason, train_command, versions, write_json  # noqa: E402
 
 PRESET = "brats-paper"  # configs/brats-paper.yaml (harmonic) and configs/brats-paper-<method>.yaml
 ASSUMED_PAIRS_PER_S = {"cuda": 100.0, "cpu": 0.1}  # assumptions, used only without a matching measurement
@@ -201,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 code = run_cli(cmd, ok_codes=None)
             if not run_finished(run_dir):  # a time budget, a signal or a failure: never DONE
-                said = (read_json(run_dir / "summary.json", {}) or {}).get("message", "no summary.json")
-                raise SystemExit(f"training {method} is not finished (exit code {code}; {said}); "
+                raise SystemExit(f"training {method} is not finished (exit code {code}{stop_reason(run_dir)}); "
                                  "run this pipeline again to continue it")
             (run_dir / "DONE").write_text("ok\n")
         runs.append(run_dir)

@@ -98,3 +98,16 @@ def test_done_only_for_a_finished_run(tmp_path):
     assert not _common.run_finished(run)
     (run / "summary.json").write_text(json.dumps({"finished": True, "stopped": "max_steps"}))
     assert _common.run_finished(run)
+
+
+def test_a_stopped_run_is_reported_without_the_trainers_advice(tmp_path):
+    """A pipeline tells its user where a run stopped, not the train command's `resume=True` (the pipeline resumes)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    assert _common.stop_reason(run) == ""
+    summary = {"finished": False, "stopped": "signal", "signal": "SIGTERM", "step": 1071, "planned_steps": 9600,
+               "message": "stopped at step 1071 of 9600 by SIGTERM; ...; continue with the same command plus `resume=True`"}
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert _common.stop_reason(run) == "; stopped at step 1071 of 9600 by SIGTERM"
+    (run / "summary.json").write_text(json.dumps({**summary, "stopped": "time_budget", "signal": None}))
+    assert _common.stop_reason(run) == "; stopped at step 1071 of 9600 by its time budget"
