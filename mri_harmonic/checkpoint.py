@@ -132,16 +132,32 @@ def upgrade(ckpt: dict[str, Any]) -> dict[str, Any]:
 
 def pack(*, step: int, epoch: int, batch_in_epoch: int, elapsed_s: float, config: dict[str, Any], config_hash: str,
          method: str, meta: dict[str, Any], models: dict[str, dict[str, torch.Tensor]], optimizers: dict[str, Any],
-         schedulers: dict[str, Any], pools: dict[str, Any], data_statistics: Any, rng: dict[str, Any]) -> dict[str, Any]:
+         schedulers: dict[str, Any], pools: dict[str, Any], data_statistics: Any, rng: dict[str, Any],
+         models_ema: dict[str, dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
     """The checkpoint dict of the current layout (see the module docstring); ``meta`` holds the run facts
-    (direction, domains, image size, store, store_config_hash, store_config)."""
+    (direction, domains, image size, store, store_config_hash, store_config); ``models_ema`` the averaged
+    inference networks when the run keeps them (``ema_decay``; their ``n_averaged`` counter included)."""
     from mri_harmonic import __version__
 
     return {"format": FORMAT, "version": VERSION, "step": int(step), "epoch": int(epoch),
             "batch_in_epoch": int(batch_in_epoch), "elapsed_s": float(elapsed_s), "config": config,
             "config_hash": config_hash, "package_version": __version__, "method": method, **meta, "models": models,
             "optimizers": optimizers, "schedulers": schedulers, "pools": pools, "data_statistics": data_statistics,
-            "rng": rng}
+            "rng": rng, **({"models_ema": models_ema} if models_ema else {})}
+
+
+def inference_weights(ckpt: dict[str, Any], key: str) -> dict[str, torch.Tensor]:
+    """The weights a translation uses for network ``key``: the averaged ones when the checkpoint holds them
+    (``ema_decay``; AveragedModel's ``module.`` prefix and counter removed), else the trained ones."""
+    ema = (ckpt.get("models_ema") or {}).get(key)
+    if ema is None:
+        return ckpt["models"][key]
+    return {n[len("module."):]: t for n, t in ema.items() if n.startswith("module.")}
+
+
+def weights_kind(ckpt: dict[str, Any]) -> str:
+    """``"ema"`` when translations use averaged weights (:func:`inference_weights`), else ``"raw"``."""
+    return "ema" if ckpt.get("models_ema") or ckpt.get("weights") == "ema" else "raw"
 
 
 def resolve_checkpoint(run_dir: str | os.PathLike, checkpoint: str | int = "latest") -> Path:
@@ -191,6 +207,8 @@ class LoadedRun:
     """The training store's preprocessing config (None for checkpoints written before version 2)."""
     store_model_spacing: list[float] | None = None
     """Median voxel size (mm) of the training store's subjects on the model grid (None when unknown)."""
+    weights: str = "raw"
+    """``"ema"``: the run's averaged weights (``ema_decay``), else ``"raw"``: the trained ones."""
 
     def generator_for(self, source_modality: str) -> nn.Module:
         """The module that maps ``source_modality`` to the other domain (``flair`` -> the flair->t1 net)."""
@@ -235,7 +253,7 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu", che
     method = build_inference_method(ckpt["config"], source=f"{path} (config)")
     for key in method.inference_keys():
         net = method.nets[key]
-        net.load_state_dict(ckpt["models"][key])
+        net.load_state_dict(inference_weights(ckpt, key))
         net.to(dev).eval()
         net.requires_grad_(False)
     generators = {d: method.translator(d).eval() for d in "AB"}
@@ -244,7 +262,7 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu", che
         domain_a=ckpt["domain_a"], domain_b=ckpt["domain_b"], image_size=tuple(ckpt["image_size"]),
         step=int(ckpt["step"]), generators=generators, checkpoint_path=path, store=ckpt.get("store"),
         store_config_hash=ckpt.get("store_config_hash"), store_config=ckpt.get("store_config"),
-        store_model_spacing=ckpt.get("store_model_spacing"),
+        store_model_spacing=ckpt.get("store_model_spacing"), weights=weights_kind(ckpt),
     )
 
 
@@ -259,11 +277,12 @@ def inference_checkpoint(ckpt: dict[str, Any], *, exported_from: dict[str, Any] 
                          provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """The inference-only form of a (current-layout) checkpoint dict: the run facts of :data:`EXPORT_KEYS`, the
     method's inference networks (:meth:`Method.inference_keys`, the networks :func:`load_run` restores) and
-    ``provenance``; no discriminators, optimizer, scheduler, pool or RNG state."""
+    ``provenance``; no discriminators, optimizer, scheduler, pool or RNG state. The networks are those a
+    translation uses (:func:`inference_weights`: averaged when the run keeps an average), ``weights`` says which."""
     method = build_inference_method(ckpt["config"], source="checkpoint config")
     slim = {k: ckpt[k] for k in EXPORT_KEYS if k in ckpt}
-    slim["models"] = {k: ckpt["models"][k] for k in method.inference_keys()}
-    slim.update(inference_only=True, exported_from=exported_from, provenance=provenance)
+    slim["models"] = {k: inference_weights(ckpt, k) for k in method.inference_keys()}
+    slim.update(inference_only=True, exported_from=exported_from, provenance=provenance, weights=weights_kind(ckpt))
     return slim
 
 

@@ -185,6 +185,11 @@ class TrainConfig:
     """DistanceGAN only: slices per domain used to estimate the distance mean/std (Benaim & Wolf, Sec. 3)."""
     tensorboard: bool = True
     """Write TensorBoard events to ``OUT/tensorboard`` when ``torch.utils.tensorboard`` imports."""
+    ema_decay: float | None = None
+    """Exponential moving average of the translating networks' weights (``torch.optim.swa_utils``'s EMA, e.g.
+    0.999: a window of ~1,000 steps), updated after every generator step. When set, checkpoints also hold the
+    averaged weights (``models_ema``), and sample grids, ``load_run`` (evaluate, translate) and exports use them;
+    ``null`` = off, the reference's raw weights. GAN weights oscillate from step to step; their average does not."""
     max_steps: int | None = None
     """Stop after this many optimisation steps (counted over the whole run, across resumes)."""
     time_budget_minutes: float | None = None
@@ -198,6 +203,8 @@ class TrainConfig:
         require(self.sample_slices >= 1, "sample_slices", f"must be >= 1, got {self.sample_slices}")
         require(self.distance_stats_slices >= 2, "distance_stats_slices",
                 f"must be >= 2, got {self.distance_stats_slices}")
+        require(self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay",
+                f"must be between 0 and 1 (e.g. 0.999) or null, got {self.ema_decay}")
         require(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be >= 1 or null, got {self.max_steps}")
         require(self.time_budget_minutes is None or self.time_budget_minutes > 0, "time_budget_minutes",
                 f"must be > 0 or null, got {self.time_budget_minutes}")

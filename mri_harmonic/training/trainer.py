@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -84,6 +85,8 @@ class TrainState:
     optimizers: dict[str, torch.optim.Optimizer]
     schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
     pools: dict[str, ImagePool]
+    ema: dict[str, torch.optim.swa_utils.AveragedModel] = field(default_factory=dict)
+    """``cfg.ema_decay``'s averaged copies of the method's inference networks (empty when off)."""
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
@@ -121,7 +124,13 @@ def build_state(cfg: TrainConfig, device: torch.device, info: DistInfo = DistInf
     rule = linear_decay(cfg.optim.epochs, cfg.optim.epochs_decay)
     schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, rule) for k, o in optimizers.items()}
     pools = {d: ImagePool(cfg.pool_size, seed=cfg.seed * 1000 + 2 * info.rank + i) for i, d in enumerate("AB")}
-    return TrainState(cfg, device, info, method, optimizers, schedulers, pools)
+    ema = {}
+    if cfg.ema_decay is not None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = {k: AveragedModel(unwrap(method.nets[k]), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+               for k in method.inference_keys()}
+    return TrainState(cfg, device, info, method, optimizers, schedulers, pools, ema)
 
 
 # ---- one step ----------------------------------------------------------------------------------------------------
@@ -140,6 +149,8 @@ def generator_step(s: TrainState, real_a: torch.Tensor, real_b: torch.Tensor):
         losses, fakes = m.generator_objective(real_a, real_b)
     losses["total"].backward()
     s.optimizers["G"].step()
+    for k, avg in s.ema.items():  # every rank holds the same weights after the step, hence the same average
+        avg.update_parameters(unwrap(m.nets[k]))
     set_requires_grad(discriminators, True)
     return losses, fakes["A"].detach(), fakes["B"].detach()
 
@@ -178,13 +189,16 @@ def make_checkpoint(s: TrainState, meta: Mapping[str, Any]) -> dict[str, Any]:
         optimizers={k: o.state_dict() for k, o in s.optimizers.items()},
         schedulers={k: sch.state_dict() for k, sch in s.schedulers.items()},
         pools={k: p.state_dict() for k, p in s.pools.items()},
-        data_statistics=s.method.data_statistics, rng=rng_state())
+        data_statistics=s.method.data_statistics, rng=rng_state(),
+        models_ema={k: {n: t.detach().cpu() for n, t in avg.state_dict().items()} for k, avg in s.ema.items()} or None)
 
 
 def restore_checkpoint(s: TrainState, ckpt: Mapping[str, Any]) -> None:
     """Load weights, optimisers, schedules, pools, position and RNG states into ``s`` (RNG last)."""
     for k, net in s.nets.items():
         unwrap(net).load_state_dict(ckpt["models"][k])
+    for k, avg in s.ema.items():  # resume checks that the config (ema_decay included) is the run's
+        avg.load_state_dict(ckpt["models_ema"][k])
     for k, opt in s.optimizers.items():
         opt.load_state_dict(ckpt["optimizers"][k])
     for k, sch in s.schedulers.items():
@@ -347,6 +361,18 @@ def write_run_files(out_dir: Path, cfg: TrainConfig, meta: Mapping[str, Any], de
 
 
 # ---- samples -------------------------------------------------------------------------------------------------------
+@contextmanager
+def averaged_weights(s: TrainState):
+    """Within the block the method translates with ``s.ema``'s averaged networks (as a loaded run does); a no-op
+    when ``ema_decay`` is off."""
+    saved = {k: s.method.nets[k] for k in s.ema}
+    s.method.nets.update({k: avg.module for k, avg in s.ema.items()})
+    try:
+        yield
+    finally:
+        s.method.nets.update(saved)
+
+
 class SampleGrid:
     """Fixed slices (of ``data.sample_split``, else train) translated both ways; both modalities of each slice."""
 
@@ -366,6 +392,10 @@ class SampleGrid:
 
     @torch.no_grad()
     def save(self, s: TrainState, path: Path) -> Path:
+        with averaged_weights(s):
+            return self._save(s, path)
+
+    def _save(self, s: TrainState, path: Path) -> Path:
         a, b = self.names
         m = s.method
         g_ab, g_ba = unwrap(m.translator("A")), unwrap(m.translator("B"))
