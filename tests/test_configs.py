@@ -133,13 +133,24 @@ def test_lr_scaling_rule():
     assert TrainConfig().optim.scaled_lr(4) == pytest.approx(2e-4)
 
 
-def test_phantom_long_preset_only_stretches_the_budget():
+def test_phantom_long_preset_is_the_benchmarks_harmonic_recipe():
+    """configs/phantom-cpu-long.yaml = phantom-cpu.yaml stretched 4x with benchmark v2's recipe, and the same
+    config as the benchmark's harmonic runs but for the time budget and how many checkpoints are kept."""
+    import sys
+
+    sys.path.insert(0, str(CONFIGS.parent / "pipelines"))
+    from phantom_benchmark import plan_runs
+
     ref = load_train_config(CONFIGS / "phantom-cpu.yaml")
     long = load_train_config(CONFIGS / "phantom-cpu-long.yaml")
     changed = {d.split(":")[0] for d in config_differences(ref, long, ignore=())}
-    assert changed == {"optim.epochs", "optim.epochs_decay", "max_steps", "time_budget_minutes", "sample_every", "checkpoint_every"}
+    assert changed == {"optim.epochs", "optim.epochs_decay", "max_steps", "time_budget_minutes", "sample_every",
+                       "checkpoint_every", "optim.lr", "model.upsample", "ema_decay"}
     assert long.max_steps == 4 * ref.max_steps
     assert long.optim.epochs + long.optim.epochs_decay == 4 * (ref.optim.epochs + ref.optim.epochs_decay)
+    preset, overrides = plan_runs(["harmonic"], 1, False, False)["harmonic-s0"]
+    bench = load_train_config(CONFIGS.parent / preset, overrides)
+    assert {d.split(":")[0] for d in config_differences(long, bench, ignore=())} == {"time_budget_minutes", "keep_checkpoints"}
 
 
 @pytest.mark.parametrize("base", ["phantom-cpu", "brats-paper"])

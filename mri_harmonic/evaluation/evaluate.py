@@ -512,7 +512,8 @@ def write_evaluation(result: EvaluationResult, out_dir: str | os.PathLike) -> Ev
         "runs": [
             {"label": r.label, "path": str(r.path), "method": r.loaded.method, "group": r.group, "seed": r.seed,
              "trained_direction": r.loaded.direction,
-             "step": r.loaded.step, "checkpoint": str(r.loaded.checkpoint_path), "config_hash": r.config_hash,
+             "step": r.loaded.step, "weights": r.loaded.weights, "checkpoint": str(r.loaded.checkpoint_path),
+             "config_hash": r.config_hash,
              "training_store": r.loaded.store, "training_store_config_hash": r.loaded.store_config_hash,
              "same_preprocessing_as_training": r.loaded.store_config_hash == store.config_hash}
             for r in evaluated
@@ -552,8 +553,9 @@ def report_markdown(result: EvaluationResult, inputs: dict[str, Any], paths: dic
         f"- Directions: {', '.join(DIRECTION_TITLES[d] for d in inputs['directions'])}.",
         "",
         markdown_table(
-            ["run", "method", "trained as", "step", "config hash", "checkpoint", "store preprocessing = training's"],
-            [[r["label"], r["method"], r["trained_direction"], r["step"], f"`{r['config_hash']}`", f"`{r['checkpoint']}`",
+            ["run", "method", "trained as", "step", "weights", "config hash", "checkpoint", "store preprocessing = training's"],
+            [[r["label"], r["method"], r["trained_direction"], r["step"],
+              "averaged (EMA)" if r.get("weights") == "ema" else "trained", f"`{r['config_hash']}`", f"`{r['checkpoint']}`",
               "yes" if r["same_preprocessing_as_training"] else f"**no** (trained on `{r['training_store']}`)"]
              for r in inputs["runs"]],
         ),
