@@ -3,6 +3,7 @@ cyclegan, the foreground variant) -> validation and test evaluations -> README; 
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -35,6 +36,8 @@ def test_quick_benchmark_runs_end_to_end_and_resumes(tmp_path):
                     "## 2. Table 1 layout", "## 3. Paired comparison against CycleGAN", "## 4. Tumour fidelity by method"):
         assert heading in readme
     assert "QUICK MODE" in readme and "paper: HarmonicGAN-Histogram" in readme
+    room = re.search(r"Room above the floor:.*? scores Flair → T1 MAE ([\d.]+) \(([\d.]+)\)", readme)
+    assert room and float(room.group(1)) < float(room.group(2))  # the paired oracle beats the input's MAE
     cmp = pd.read_csv(out / "comparison_regions.csv")
     assert set(cmp["region"]) == {"slice", "brain", "tumour"}
     h = cmp[cmp["group"] == "harmonic"]
