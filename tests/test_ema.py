@@ -7,7 +7,13 @@ import pytest
 import torch
 from test_methods import tiny
 
-from mri_harmonic.checkpoint import build_inference_method, export_inference, inference_weights, load_run, read_checkpoint
+from mri_harmonic.checkpoint import (
+    build_inference_method,
+    export_inference,
+    inference_weights,
+    load_run,
+    read_checkpoint,
+)
 from mri_harmonic.errors import UserInputError
 from mri_harmonic.methods import METHODS, method_names
 from mri_harmonic.training.config import load_train_config
