@@ -4,20 +4,19 @@ one-line verdict.
 
 1. ``mri-harmonic phantom``    16 new subjects (phantom seed 1; the pretrained models saw seed 0)  -> WORK/data
 2. ``mri-harmonic preprocess`` the slice store (2 mm, 96x96; 8 / 4 / 4 subjects train/val/test)    -> WORK/store
-3. ``mri-harmonic train``      a live HarmonicGAN FLAIR<->T1 run, configs/phantom-cpu.yaml (2,400
-                               steps, ~11 min): training working, from scratch, on this machine     -> WORK/run-phantom-cpu
+3. ``mri-harmonic train``      a live HarmonicGAN FLAIR<->T1 run, configs/phantom-cpu-demo.yaml (2,400
+                               steps, ~11 min): training working, from scratch, on this machine     -> WORK/run-phantom-cpu-demo
 4. ``mri-harmonic evaluate``   the validation split, both directions, beside the untranslated input:
                                the pretrained HarmonicGAN and CycleGAN (pretrained/, 9,600 steps each,
                                pipelines/pretrain_demo.py), with a blinded reader study of the two  -> WORK/report-pretrained
-                               and the live run                                                     -> WORK/report-phantom-cpu
+                               and the live run                                                     -> WORK/report-phantom-cpu-demo
 5. ``mri-harmonic translate``  one test subject's FLAIR volume -> a synthetic T1 NIfTI (pretrained
                                HarmonicGAN)                                                         -> WORK/synthetic-phantom-harmonic
 
-The closing verdict is the pretrained HarmonicGAN's. Without pretrained/ (none ship yet: the benchmark's 9,600-step
-models did not beat the untranslated input, reports/benchmarks/floor_check_v2_seed0.md) the demo says so in one line,
-skips step 4's pretrained part and translates with the live run. The live run's line says plainly whether it beats the untranslated
-input yet: 2,400 steps is a quarter of the pretrained models' budget and measured no better than the input
-(reports/preset_tuning/); ``--config configs/phantom-cpu-long.yaml`` trains the full 9,600 (~45 min in fp32 here).
+The closing verdict is the pretrained HarmonicGAN's. Without pretrained/ the demo says so in one line, skips step
+4's pretrained part and translates with the live run. The live run's line says plainly whether it beats the
+untranslated input yet: 2,400 steps is a quarter of the pretrained models' budget; ``--config
+configs/phantom-cpu-long.yaml`` trains the full 9,600 (~45 min in fp32 here).
 
 Finished steps are skipped, so running it again continues where it stopped. A training run cut short (by the time
 budget of this invocation, or Ctrl-C) is never taken for a finished one: the demo still evaluates what it has, says
@@ -38,7 +37,7 @@ from _common import ROOT, log, phantom_complete, read_json, repo_relative, run_c
 
 from mri_harmonic.cli.train import EXIT_TIME_BUDGET  # noqa: E402
 
-DEFAULT_CONFIG = "configs/phantom-cpu.yaml"
+DEFAULT_CONFIG = "configs/phantom-cpu-demo.yaml"
 #: The live run's time budget in each invocation: 2,400 steps at ~270 ms (fp32, 2 idle cores) with room to spare;
 #: a busier machine cuts the run (exit 3) and the next invocation continues it.
 BUDGET_MINUTES = 14.0
