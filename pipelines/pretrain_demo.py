@@ -83,7 +83,7 @@ def floor_figures(report: Path, run: str) -> dict[str, dict[str, float]]:
 
 def provenance(method: str, run_dir: Path, store: Path, data: Path, argv: list[str], work: Path) -> dict:
     """What the export's ``provenance.json`` says about how its weights were made (everything read from files)."""
-    from mri_harmonic.checkpoint import read_checkpoint, resolve_checkpoint
+    from mri_harmonic.checkpoint import read_checkpoint, resolve_checkpoint, weights_kind
 
     name, preset, overrides = planned()[method]
     ckpt = read_checkpoint(resolve_checkpoint(run_dir))
@@ -113,7 +113,7 @@ def provenance(method: str, run_dir: Path, store: Path, data: Path, argv: list[s
                      "finished": summary.get("finished"), "elapsed_s": summary.get("elapsed_s"),
                      "wall_s": timings.get(f"train_{name}_s"), "device": run_json.get("device"),
                      "precision": run_json.get("precision"), "cpu": _cpu_model(), "package_version": ckpt["package_version"]},
-        "git_commit": _git_commit(), "versions": versions(),
+        "weights": weights_kind(ckpt), "git_commit": _git_commit(), "versions": versions(),
     }
 
 
@@ -139,6 +139,8 @@ def write_provenance(out: Path, facts: dict) -> None:
         f"{facts['phantom']['shape']}), preprocessed with {facts['store']['preprocess_config']}: "
         + ", ".join(f"{len(s)} {k}" for k, s in facts["store"]["subjects"].items()) + " subjects (listed in provenance.json).",
         f"- Steps: {t['step']:,} of {t['planned_steps'] or t['step']:,} (finished: {t['finished']}).",
+        "- Weights: " + ("the exponential moving average of the generator weights over training (`ema_decay`), as "
+                         "the benchmark evaluates them." if facts.get("weights") == "ema" else "the trained weights."),
         f"- Training time: {hours} of the run's own clock"
         + (f", {t['wall_s'] / 3600:.2f} h wall for the training process" if t.get("wall_s") else "")
         + f"; device {t['device']}, precision {t['precision']}, CPU {t['cpu']}. Measured on a shared machine: a time, "
