@@ -126,24 +126,3 @@ def test_resize_convolution_has_no_checkerboard(upsample):
 def test_model_config_rejects_unknown_upsample():
     with pytest.raises(UserInputError, match="model.upsample"):
         ModelConfig(upsample="pixelshuffle")
-
-
-def test_input_skip_lets_the_last_convolution_see_the_input():
-    """With the body's output silenced, a generator without the skip is blind to its input; with it, the output
-    still follows the input pixel by pixel. Without the skip the modules and keys are the reference's."""
-    plain = build_generator(ModelConfig(ngf=8, n_blocks=1))
-    skip = build_generator(ModelConfig(ngf=8, n_blocks=1, input_skip=True))
-    assert skip.head is not None and plain.head is None
-    assert all(k.startswith("model.") for k in plain.state_dict())
-    assert skip.head[1].in_channels == 8 + 1
-    for net in (plain, skip):
-        last_body_conv = [m for m in net.model if isinstance(m, torch.nn.Conv2d)][-1 if net is skip else -2]
-        torch.nn.init.zeros_(last_body_conv.weight)
-        if last_body_conv.bias is not None:
-            torch.nn.init.zeros_(last_body_conv.bias)
-    x = torch.rand(2, 1, 32, 32) * 2 - 1
-    with torch.no_grad():
-        a, b = plain(x), plain(torch.flip(x, dims=[0]))
-        assert torch.allclose(a[0], b[1]) and torch.allclose(a[0], a[1], atol=1e-6)  # blind: same output for both
-        y = skip(x)
-        assert not torch.allclose(y[0], y[1], atol=1e-4)  # sees its input

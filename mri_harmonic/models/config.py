@@ -50,10 +50,6 @@ class ModelConfig:
     """How the generator upsamples: ``transpose`` = stride-2 transposed convs (the reference); ``nearest`` /
     ``bilinear`` = resize then 3x3 conv ("resize-convolution", Odena, Dumoulin, Olah, Distill 2016), which cannot
     produce the checkerboard pattern that transposed convs with kernel 3 / stride 2 print early in training."""
-    input_skip: bool = False
-    """Feed the input image to the ResNet generator's last convolution as well (a full-resolution skip connection). Off =
-    the reference. Motivation: without it, the benchmark's models darken the brain's outermost pixel ring, which
-    decides whole-slice SSIM (reports/benchmarks/recipe_v2.md)."""
     d_layers: int = 3
     """Stride-2 layers of the PatchGAN; 3 gives the 70x70 receptive field."""
     norm: Literal["instance", "batch", "none"] = "instance"

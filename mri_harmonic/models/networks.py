@@ -55,9 +55,7 @@ class ResnetBlock(nn.Module):
 class ResnetGenerator(nn.Module):
     """ResNet generator: reflection pad + 7x7 conv, ``n_downsampling`` stride-2 3x3 convs, ``n_blocks``
     :class:`ResnetBlock`, as many x2 upsamplings (stride-2 transposed convs as the reference, or resize + reflection
-    pad + 3x3 conv for ``upsample="nearest"|"bilinear"``), reflection pad + 7x7 conv, tanh. With ``input_skip``
-    the last 7x7 conv also sees the input image (concatenated to the features): full-resolution detail such as the
-    brain's outline need not be rebuilt from the downsampled features.
+    pad + 3x3 conv for ``upsample="nearest"|"bilinear"``), reflection pad + 7x7 conv, tanh.
 
     Input ``(B, in_channels, H, W)`` with ``H`` and ``W`` divisible by ``2**n_downsampling``; output
     ``(B, out_channels, H, W)`` in [-1, 1].
@@ -65,7 +63,7 @@ class ResnetGenerator(nn.Module):
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, ngf: int = 64, n_blocks: int = 9,
                  n_downsampling: int = 2, norm: str = "instance", use_dropout: bool = False,
-                 upsample: str = "transpose", input_skip: bool = False):
+                 upsample: str = "transpose"):
         super().__init__()
         bias = _conv_bias(norm)
         layers: list[nn.Module] = [
@@ -83,19 +81,15 @@ class ResnetGenerator(nn.Module):
             else:
                 up = [nn.Upsample(scale_factor=2, mode=upsample), nn.ReflectionPad2d(1), nn.Conv2d(c, c // 2, 3, bias=bias)]
             layers += [*up, norm_layer(norm, c // 2), nn.ReLU(True)]
-        head = [nn.ReflectionPad2d(3), nn.Conv2d(ngf + (in_channels if input_skip else 0), out_channels, 7), nn.Tanh()]
-        # without the skip the network is the reference's one Sequential (checkpoint keys model.N.*)
-        self.model = nn.Sequential(*layers) if input_skip else nn.Sequential(*layers, *head)
-        self.head = nn.Sequential(*head) if input_skip else None
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
         self.multiple = 2**n_downsampling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % self.multiple or x.shape[-2] % self.multiple:
             raise UserInputError(f"generator input sides {tuple(x.shape[-2:])} must be divisible by {self.multiple} "
                                  "(2**model.n_downsampling); pad or crop the images or lower key 'model.n_downsampling'")
-        if self.head is None:
-            return self.model(x)
-        return self.head(torch.cat([self.model(x), x], dim=1))
+        return self.model(x)
 
 
 class NLayerDiscriminator(nn.Module):
@@ -148,7 +142,7 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
 def build_generator(cfg: ModelConfig) -> nn.Module:
     """An initialised :class:`ResnetGenerator` (``in_channels -> out_channels``; swap them for ``G_BA``)."""
     net = ResnetGenerator(cfg.in_channels, cfg.out_channels, cfg.ngf, cfg.n_blocks, cfg.n_downsampling, cfg.norm,
-                          cfg.use_dropout, cfg.upsample, cfg.input_skip)
+                          cfg.use_dropout, cfg.upsample)
     return init_weights(net, cfg.init_type, cfg.init_gain)
 
 
