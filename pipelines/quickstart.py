@@ -148,8 +148,8 @@ def missing_pretrained(folders: dict[str, Path]) -> list[str]:
 
 #: What the demo says when no pretrained models ship (why none do, and how to make them).
 NO_PRETRAINED = ("no pretrained models in pretrained/ ({missing} missing): none ship yet, because the benchmark's "
-                 "9,600-step models did not beat the untranslated input on the validation split "
-                 "(reports/benchmarks/floor_check_v2_seed0.md); this demo shows the live run only. "
+                 "9,600-step models beat the untranslated input's Flair->T1 MAE but not its SSIM on the validation "
+                 "split (reports/benchmarks/recipe_v2.md); this demo shows the live run only. "
                  "`make pretrained` exports the benchmark's runs once they exist")
 
 
