@@ -126,3 +126,16 @@ def test_resize_convolution_has_no_checkerboard(upsample):
 def test_model_config_rejects_unknown_upsample():
     with pytest.raises(UserInputError, match="model.upsample"):
         ModelConfig(upsample="pixelshuffle")
+
+
+def test_keep_background_outputs_background_where_the_input_is_background_only():
+    torch.manual_seed(0)
+    plain = build_generator(ModelConfig(ngf=8, n_blocks=1))
+    keep = build_generator(ModelConfig(ngf=8, n_blocks=1, keep_background=True))
+    keep.load_state_dict(plain.state_dict())  # same weights: the option adds no parameters
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    x[:, :, :6] = -1.0  # background rows
+    with torch.no_grad():
+        a, b = plain(x), keep(x)
+    assert (b[:, :, :6] == -1).all() and not (a[:, :, :6] == -1).all()
+    assert torch.equal(a[:, :, 6:], b[:, :, 6:])

@@ -50,6 +50,10 @@ class ModelConfig:
     """How the generator upsamples: ``transpose`` = stride-2 transposed convs (the reference); ``nearest`` /
     ``bilinear`` = resize then 3x3 conv ("resize-convolution", Odena, Dumoulin, Olah, Distill 2016), which cannot
     produce the checkerboard pattern that transposed convs with kernel 3 / stride 2 print early in training."""
+    keep_background: bool = False
+    """ResNet generator: pixels whose input is exact background (intensity 0, -1 in network units: outside the
+    brain of a skull-stripped, masked slice) are output as background, so the network need not learn to draw it.
+    Off = the reference."""
     d_layers: int = 3
     """Stride-2 layers of the PatchGAN; 3 gives the 70x70 receptive field."""
     norm: Literal["instance", "batch", "none"] = "instance"

@@ -63,8 +63,9 @@ class ResnetGenerator(nn.Module):
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, ngf: int = 64, n_blocks: int = 9,
                  n_downsampling: int = 2, norm: str = "instance", use_dropout: bool = False,
-                 upsample: str = "transpose"):
+                 upsample: str = "transpose", keep_background: bool = False):
         super().__init__()
+        self.keep_background = keep_background
         bias = _conv_bias(norm)
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=bias), norm_layer(norm, ngf), nn.ReLU(True),
@@ -89,7 +90,10 @@ class ResnetGenerator(nn.Module):
         if x.shape[-1] % self.multiple or x.shape[-2] % self.multiple:
             raise UserInputError(f"generator input sides {tuple(x.shape[-2:])} must be divisible by {self.multiple} "
                                  "(2**model.n_downsampling); pad or crop the images or lower key 'model.n_downsampling'")
-        return self.model(x)
+        y = self.model(x)
+        if self.keep_background:  # exact background (-1: zero intensity) stays background; the network need not draw it
+            y = torch.where(x[:, :1] <= -1.0, torch.full_like(y, -1.0), y)
+        return y
 
 
 class NLayerDiscriminator(nn.Module):
@@ -142,7 +146,7 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
 def build_generator(cfg: ModelConfig) -> nn.Module:
     """An initialised :class:`ResnetGenerator` (``in_channels -> out_channels``; swap them for ``G_BA``)."""
     net = ResnetGenerator(cfg.in_channels, cfg.out_channels, cfg.ngf, cfg.n_blocks, cfg.n_downsampling, cfg.norm,
-                          cfg.use_dropout, cfg.upsample)
+                          cfg.use_dropout, cfg.upsample, cfg.keep_background)
     return init_weights(net, cfg.init_type, cfg.init_gain)
 
 
