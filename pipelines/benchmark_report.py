@@ -89,17 +89,14 @@ def room_above_floor(store: Path) -> list[str]:
     if not (Path(store) / "store.json").is_file():
         return []
     cells = []
-    for (src, tgt), rows in intensity_map_oracle(store, "val").items():
+    for direction, rows in intensity_map_oracle(store, "val").items():
         o, i = rows["oracle"], rows["input"]
-        cells.append(f"{TITLE_MOD.get(src, src)} → {TITLE_MOD.get(tgt, tgt)} MAE {o['slice MAE']:.2f} "
-                     f"({i['slice MAE']:.2f}), SSIM {o['slice SSIM']:.3f} ({i['slice SSIM']:.3f})")
+        cells.append(f"{DIRS[direction]} MAE {o['slice MAE']:.2f} ({i['slice MAE']:.2f}), "
+                     f"SSIM {o['slice SSIM']:.3f} ({i['slice SSIM']:.3f})")
     return ["Room above the floor: the best map of each pixel's intensity to a target intensity, fitted on the paired "
             "training slices (an oracle: it sees ground truth no unpaired method sees, but not a pixel's "
             "neighbourhood; `mri_harmonic/evaluation/oracle.py`), scores " + "; ".join(cells) + " (the untranslated "
             "input in brackets). A run near the oracle has learned the contrast; one beyond it uses context."]
-
-
-TITLE_MOD = {"flair": "Flair", "t1": "T1"}
 
 
 def pooled_table1(test: Path) -> tuple[pd.DataFrame, list[str]]:

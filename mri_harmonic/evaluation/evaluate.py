@@ -127,11 +127,13 @@ def run_labels(paths: Sequence[Path]) -> list[str]:
     return out
 
 
-def select_slices(manifest: pd.DataFrame, image_size, slices: str = "all", min_pixels: int = 20) -> pd.DataFrame:
+def select_slices(manifest: pd.DataFrame, image_size, slices: str = "all", min_pixels: int | None = None) -> pd.DataFrame:
     """The rows of a split's manifest that ``slices`` keeps (:data:`SLICE_FILTERS`), re-indexed from 0; a filter
-    that keeps nothing is a one-line error."""
-    from mri_harmonic.data.datasets import slice_kinds
+    that keeps nothing is a one-line error. ``min_pixels``: labelled pixels of a tumorous slice (default
+    :data:`~mri_harmonic.data.datasets.TUMOUR_MIN_PIXELS`)."""
+    from mri_harmonic.data.datasets import TUMOUR_MIN_PIXELS, slice_kinds
 
+    min_pixels = TUMOUR_MIN_PIXELS if min_pixels is None else min_pixels
     if slices not in SLICE_FILTERS:
         raise UserInputError(f"`slices` {slices!r} is not known; use {', '.join(SLICE_FILTERS)}")
     if slices == "all":

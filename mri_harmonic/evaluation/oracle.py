@@ -13,10 +13,8 @@ import numpy as np
 import torch
 
 from mri_harmonic.data.store import SliceStore
-from mri_harmonic.evaluation.metrics import regional_metrics
-
-SCALE = 255.0
-"""MAE is reported on the 0-255 scale, as in the evaluator's tables."""
+from mri_harmonic.directions import DIRECTIONS
+from mri_harmonic.evaluation.metrics import SCALES, regional_metrics
 
 
 def fit_intensity_map(source: np.ndarray, target: np.ndarray, brain: np.ndarray, bins: int = 64) -> np.ndarray:
@@ -43,15 +41,16 @@ def score_slices(pred: np.ndarray, target: np.ndarray, brain: np.ndarray, batch:
         for region, metrics in regional_metrics(p, t, {"slice": None, "brain": m}, data_range=1.0).items():
             for name in ("MAE", "SSIM"):
                 values.setdefault(f"{region} {name}", []).extend(metrics[name].tolist())
-    return {k: float(np.mean(v)) * (SCALE if k.endswith("MAE") else 1.0) for k, v in values.items()}
+    return {k: float(np.mean(v)) * (SCALES["0-255"] if k.endswith("MAE") else 1.0) for k, v in values.items()}
 
 
 def intensity_map_oracle(store: SliceStore | str, split: str = "val", bins: int = 64
-                         ) -> dict[tuple[str, str], dict[str, dict[str, float]]]:
-    """``{(source, target): {"input": scores, "oracle": scores}}`` for both orders of the store's first two
-    modalities on ``split`` (:func:`score_slices`), the map fitted on the ``train`` split."""
+                         ) -> dict[str, dict[str, dict[str, float]]]:
+    """``{direction: {"input": scores, "oracle": scores}}`` for every direction whose two modalities the store
+    holds, on ``split`` (:func:`score_slices`), the map fitted on the ``train`` split."""
     store = store if isinstance(store, SliceStore) else SliceStore(store)
-    mods = list(store.modalities)[:2]
+    dirs = {d: m for d, m in DIRECTIONS.items() if set(m) <= set(store.modalities)}
+    mods = sorted({m for pair in dirs.values() for m in pair})
 
     def arrays(split_name: str):
         data = {m: np.asarray(store.array(split_name, m), dtype=np.float32) for m in mods}
@@ -60,8 +59,8 @@ def intensity_map_oracle(store: SliceStore | str, split: str = "val", bins: int 
     train, train_brain = arrays("train")
     held, brain = arrays(split)
     out = {}
-    for src, tgt in (mods, mods[::-1]):
+    for direction, (src, tgt) in dirs.items():
         lookup = fit_intensity_map(train[src], train[tgt], train_brain, bins)
-        out[(src, tgt)] = {"input": score_slices(np.where(brain, held[src], 0.0), held[tgt], brain),
-                           "oracle": score_slices(apply_intensity_map(lookup, held[src], brain), held[tgt], brain)}
+        out[direction] = {"input": score_slices(np.where(brain, held[src], 0.0), held[tgt], brain),
+                          "oracle": score_slices(apply_intensity_map(lookup, held[src], brain), held[tgt], brain)}
     return out

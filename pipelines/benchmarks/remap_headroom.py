@@ -15,6 +15,7 @@ import argparse
 import torch
 
 from mri_harmonic.evaluation.oracle import intensity_map_oracle
+from mri_harmonic.evaluation.tables import DIRECTION_TITLES
 
 
 def main() -> None:
@@ -26,9 +27,9 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"{args.store}, split {args.split}; intensity map fitted on the paired train slices, {args.bins} bins\n")
     print("| direction | prediction | slice MAE | slice SSIM | brain MAE | brain SSIM |\n|---|---|---:|---:|---:|---:|")
-    for (src, tgt), rows in intensity_map_oracle(args.store, args.split, args.bins).items():
+    for direction, rows in intensity_map_oracle(args.store, args.split, args.bins).items():
         for name, s in (("untranslated input", rows["input"]), ("pixelwise intensity map (oracle)", rows["oracle"])):
-            print(f"| {src} -> {tgt} | {name} | {s['slice MAE']:.2f} | {s['slice SSIM']:.3f} | {s['brain MAE']:.2f} "
+            print(f"| {DIRECTION_TITLES[direction]} | {name} | {s['slice MAE']:.2f} | {s['slice SSIM']:.3f} | {s['brain MAE']:.2f} "
                   f"| {s['brain SSIM']:.3f} |")
 
 

@@ -52,7 +52,7 @@ def main() -> None:
     target = np.asarray(store.array(args.split, tgt), dtype=np.float32)
     brain = np.asarray(store.array(args.split, "mask")) > 0
     run = load_run(args.run, checkpoint=args.checkpoint)
-    pred = np.where(brain, translate_slices(run.generator_for(src), source, brain, torch.device("cpu")), 0).astype(np.float32)
+    pred = translate_slices(run.generator_for(src), source, brain, torch.device("cpu"))  # zero outside the brain
     maps = {"translation": ssim_maps(pred, target), "untranslated input": ssim_maps(np.where(brain, source, 0).astype(np.float32), target)}
     crop = (brain.shape[1] - maps["translation"].shape[1]) // 2  # the map covers valid window centres only
     brain = brain[:, crop:brain.shape[1] - crop, crop:brain.shape[2] - crop]
