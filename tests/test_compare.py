@@ -88,6 +88,11 @@ def test_unknown_baseline_and_unpaired_seeds():
     df.loc[df.group == "harmonic", "seed"] += 10
     with pytest.raises(ValueError, match="shares no training seed"):
         compare_runs(df, "cyclegan")
+    skipped = compare_runs(df, "cyclegan", unpaired="skip")  # what evaluate asks for: the others still compared
+    assert skipped.empty and skipped.attrs["unpaired"] == {"harmonic": ["10", "11"]}
+    third = _table(seeds=(0, 1)).query("group == 'harmonic'").assign(group="distancegan")
+    both = compare_runs(pd.concat([df, third]), "cyclegan", unpaired="skip")
+    assert set(both["group"]) == {"distancegan"} and both.attrs["unpaired"] == {"harmonic": ["10", "11"]}
 
 
 def _coverage(n, k, effect, sa, sb, se, reps=2000, seed=0):

@@ -100,6 +100,7 @@ def compare_runs(
     metrics: Sequence[str] = METRICS,
     group_column: str | None = None,
     level: float = 0.95,
+    unpaired: str = "raise",
 ) -> pd.DataFrame:
     """Mean paired difference (group − baseline) per group × direction × metric, with the interval above.
 
@@ -107,7 +108,12 @@ def compare_runs(
     told apart by the ``seed`` column (absent: every row is seed 0). Returns columns group, direction, metric,
     n_slices, n_subjects, n_seeds, mean_diff, ci_low, ci_high, df, improved_frac (share of paired slices on which
     the group is better), better (mean difference in the better direction) and verdict.
+
+    A group that shares no training seed with the baseline cannot be paired: ``unpaired="raise"`` raises
+    ``ValueError``, ``"skip"`` leaves it out and lists it in ``out.attrs["unpaired"]`` (``{group: its seeds}``).
     """
+    if unpaired not in ("raise", "skip"):
+        raise ValueError(f"unpaired must be 'raise' or 'skip', got {unpaired!r}")
     sel = per_slice[(per_slice["region"] == region) & (per_slice["scale"] == scale)].copy()
     col = group_column or ("group" if "group" in sel.columns else "run")
     sel["_seed"] = [_seed_key(v) for v in sel["seed"]] if "seed" in sel.columns else "0"
@@ -116,7 +122,7 @@ def compare_runs(
     key = ["subject", "slice_index", "direction"]
     base = sel[sel[col] == baseline]
     base_seeds = sorted(set(base["_seed"]))
-    rows = []
+    rows, skipped = [], {}
     for grp in [g for g in dict.fromkeys(sel[col]) if g != baseline]:
         other = sel[sel[col] == grp]
         seeds = sorted(set(other["_seed"]))
@@ -124,6 +130,9 @@ def compare_runs(
             pairs = [(s, "-", s) for s in base_seeds]
         else:
             pairs = [(s, s, s) for s in seeds if s in base_seeds]
+        if not pairs and unpaired == "skip":
+            skipped[grp] = seeds
+            continue
         if not pairs:
             raise ValueError(f"{grp!r} (seeds {seeds}) shares no training seed with the baseline {baseline!r} (seeds {base_seeds})")
         for m in metrics:
@@ -154,6 +163,7 @@ def compare_runs(
         rank["metric"] = {m: i for i, m in enumerate(metrics)}
         out = out.sort_values(["group", "direction", "metric"], key=lambda c: c.map(rank[c.name]), kind="stable")
         out = out.reset_index(drop=True)
+    out.attrs["unpaired"] = skipped
     return out
 
 

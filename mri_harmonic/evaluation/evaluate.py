@@ -415,7 +415,9 @@ def compute_evaluation(
 
         # baseline: the first CycleGAN group (the paper's reference), else the first run's group
         result.baseline = next((r.group for r in evaluated if r.loaded.method == BASELINE), evaluated[0].group)
-        result.comparison = compare_runs(result.per_slice, result.baseline, group_column="group")
+        # a group trained with other seeds than the baseline's is left out of the comparison (the report says so),
+        # not allowed to cost the whole evaluation
+        result.comparison = compare_runs(result.per_slice, result.baseline, group_column="group", unpaired="skip")
     result.context = EvaluationContext(runs=evaluated, store=slice_store, split=split, directions=dirs, device=dev, kept=kept,
                                        sample_positions=sorted(sample_pos), reader_positions=sorted(reader_pos),
                                        tumour_config=tcfg, zero_background=zero_background, seed=seed, amp=amp,
@@ -425,20 +427,27 @@ def compute_evaluation(
 
 def _comparison_section(result: EvaluationResult) -> list[str]:
     """report.md lines: paired differences against the baseline run (empty with a single run)."""
-    if result.comparison is None or result.comparison.empty:
+    if result.comparison is None:
         return []
     from mri_harmonic.evaluation.compare import comparison_markdown
 
-    return [
-        f"## Paired comparison against {result.baseline} (whole slice, 0-255)",
-        "",
-        "The same slices translated by each method (runs that differ only in their seed pooled): mean of the "
-        "per-slice differences, aggregated per test subject, with a 95 % interval over test subjects and training "
-        "seeds (comparison.csv; mri_harmonic/evaluation/compare.py).",
-        "",
-        comparison_markdown(result.comparison, result.baseline),
-        "",
-    ]
+    unpaired = result.comparison.attrs.get("unpaired", {})
+    if result.comparison.empty and not unpaired:
+        return []
+    lines = [f"## Paired comparison against {result.baseline} (whole slice, 0-255)", ""]
+    if not result.comparison.empty:
+        lines += [
+            "The same slices translated by each method (runs that differ only in their seed pooled): mean of the "
+            "per-slice differences, aggregated per test subject, with a 95 % interval over test subjects and training "
+            "seeds (comparison.csv; mri_harmonic/evaluation/compare.py).",
+            "",
+            comparison_markdown(result.comparison, result.baseline),
+            "",
+        ]
+    lines += [f"Not compared: {g} (seeds {', '.join(seeds)}) shares no training seed with {result.baseline}, so its "
+              "runs cannot be paired with the baseline's; evaluate them with a run of the baseline trained with one "
+              "of those seeds." for g, seeds in unpaired.items()]
+    return lines + ([""] if unpaired else [])
 
 
 def write_evaluation(result: EvaluationResult, out_dir: str | os.PathLike) -> EvaluationResult:
