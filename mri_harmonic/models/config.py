@@ -53,7 +53,11 @@ class ModelConfig:
     keep_background: bool = False
     """ResNet generator: pixels whose input is exact background (intensity 0, -1 in network units: outside the
     brain of a skull-stripped, masked slice) are output as background, so the network need not learn to draw it.
-    Off = the reference."""
+    Inside the brain this also holds the input's darkest voxels, those its intensity normalisation clipped to exactly
+    0 (~0.5 % of brain pixels at a 0.5th-percentile clip; CSF, dark in both FLAIR and T1), at 0. Off = the
+    reference. Measured on the phantom (reports/benchmarks/recipe_v2.md): it stops the models drawing the brain's
+    outline dark (whole-slice Flair -> T1 SSIM 0.717 against 0.698) but they then draw FLAIR-bright lesions dark in
+    T1 (tumour MAE 75-79 against 46-50; 3 of 3 seeds), so no shipped config turns it on."""
     d_layers: int = 3
     """Stride-2 layers of the PatchGAN; 3 gives the 70x70 receptive field."""
     norm: Literal["instance", "batch", "none"] = "instance"
