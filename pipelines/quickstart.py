@@ -146,11 +146,10 @@ def missing_pretrained(folders: dict[str, Path]) -> list[str]:
     return [str(p) for p in folders.values() if not (Path(p) / "checkpoints" / "latest.pt").is_file()]
 
 
-#: What the demo says when no pretrained models ship (why none do, and how to make them).
-NO_PRETRAINED = ("no pretrained models in pretrained/ ({missing} missing): none ship yet, because the benchmark's "
-                 "9,600-step models beat the untranslated input's Flair->T1 MAE but not its SSIM on the validation "
-                 "split (reports/benchmarks/recipe_v2.md); this demo shows the live run only. "
-                 "`make pretrained` exports the benchmark's runs once they exist")
+#: What the demo says when pretrained/ lacks its models (a checkout without them): where they come from.
+NO_PRETRAINED = ("no pretrained models in pretrained/ ({missing} missing; they ship with the repository, see "
+                 "pretrained/phantom-harmonic/PROVENANCE.md in a fresh clone): this demo shows the live run only. "
+                 "`make pretrained` exports them again from the phantom benchmark's seed-0 runs")
 
 
 def _split_name(split: str) -> str:

@@ -121,6 +121,6 @@ def test_without_its_pretrained_models_the_demo_says_why_in_one_line_and_goes_on
     assert quickstart.missing_pretrained({"harmonic": here, "cyclegan": gone}) == [str(gone)]
     assert quickstart.missing_pretrained({"harmonic": here}) == []
     line = quickstart.NO_PRETRAINED.format(missing=str(gone))
-    assert "\n" not in line and "make pretrained" in line and f"({gone} missing)" in line
-    cited = line.split("(")[2].split(")")[0]  # the report that says why none ship must exist
+    assert "\n" not in line and "make pretrained" in line and f"({gone} missing;" in line
+    cited = line.split("see ")[1].split(" in a fresh clone")[0]  # the file it points to ships with the repository
     assert (Path(quickstart.ROOT) / cited).is_file(), cited
