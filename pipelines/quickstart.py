@@ -134,7 +134,7 @@ def live_verdict(report_dir: Path, status: dict, pretrained_steps: int | None) -
     """The live run's line: its verdict, and, when it does not beat the input on both, that its short budget is why
     (in the pretrained models' terms)."""
     line = verdict(report_dir, status)
-    steps = f"{status['step']:,} steps" if status["finished"] else "its steps so far"
+    steps = f"{status['step']:,} steps" + ("" if status["finished"] else " so far")
     if not line.endswith("on MAE and SSIM"):
         budget = f" of the pretrained models' {pretrained_steps:,}" if pretrained_steps else ""
         line += f" — {steps}{budget}, too short a budget to beat it on both yet"

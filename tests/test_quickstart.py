@@ -110,6 +110,9 @@ def test_live_line_says_when_the_short_run_does_not_beat_the_input_yet(tmp_path,
                         " — 2,400 steps of the pretrained models' 9,600, too short a budget to beat it on both yet")):
         monkeypatch.setattr(quickstart, "verdict", lambda *a, line=line, **k: line)
         assert quickstart.live_verdict(tmp_path, status, 9600) == line + tail
+    cut = {"finished": False, "step": 423, "planned": 2400}  # a cut run names the steps it has
+    assert quickstart.live_verdict(tmp_path, cut, 9600).endswith(
+        " — 423 steps so far of the pretrained models' 9,600, too short a budget to beat it on both yet")
 
 
 def test_without_its_pretrained_models_the_demo_says_why_in_one_line_and_goes_on(tmp_path):
