@@ -70,23 +70,22 @@ def main() -> None:
     source = np.asarray(store.array(args.split, src)[take], dtype=np.float32)
     target = np.asarray(store.array(args.split, tgt)[take], dtype=np.float32)
     brain = np.asarray(store.array(args.split, "mask")[take]) > 0
-    full = brain.copy()
     run = load_run(args.run, checkpoint=args.checkpoint)
     raw = translate_slices(run.generator_for(src), source, np.ones_like(brain), torch.device("cpu"))
     pred = raw * brain  # zero outside the brain, as the evaluator does
     maps = {"translation": ssim_maps(pred, target), "untranslated input": ssim_maps(np.where(brain, source, 0).astype(np.float32), target)}
     crop = (brain.shape[1] - maps["translation"].shape[1]) // 2  # the map covers valid window centres only
-    brain = brain[:, crop:brain.shape[1] - crop, crop:brain.shape[2] - crop]
+    centres = brain[:, crop:brain.shape[1] - crop, crop:brain.shape[2] - crop]
     print(f"{args.run} ({run.weights} weights, step {run.step}), {args.store} {args.split}, {args.direction}\n")
     print("| band of window centres | share of the map | SSIM translation | SSIM untranslated input |\n|---|---:|---:|---:|")
-    for name, band in bands(brain).items():
+    for name, band in bands(centres).items():
         print(f"| {name} | {band.mean():.3f} | {maps['translation'][band].mean():.3f} | {maps['untranslated input'][band].mean():.3f} |")
     print(f"| whole slice (mean over slices) | 1 | {maps['translation'].mean(axis=(1, 2)).mean():.3f} | "
           f"{maps['untranslated input'].mean(axis=(1, 2)).mean():.3f} |")
-    print(f"\n| mean intensity ({len(full)} slices) | translation (raw output) | real target | untranslated input |\n"
+    print(f"\n| mean intensity ({len(brain)} slices) | translation (raw output) | real target | untranslated input |\n"
           "|---|---:|---:|---:|")
-    outside = np.stack([ndimage.binary_dilation(m) for m in full]) & ~full
-    for i, ring in enumerate(rings(full, args.rings), start=1):
+    outside = np.stack([ndimage.binary_dilation(m) for m in brain]) & ~brain
+    for i, ring in enumerate(rings(brain, args.rings), start=1):
         print(f"| brain's pixel ring {i} from the outline | {raw[ring].mean():.3f} | {target[ring].mean():.3f} | "
               f"{source[ring].mean():.3f} |")
     print(f"| first ring outside the brain | {raw[outside].mean():.3f} | {target[outside].mean():.3f} | "
