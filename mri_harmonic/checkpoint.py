@@ -4,6 +4,7 @@
 Layout (format ``mri-harmonic-checkpoint``, version 2)::
 
     {"format", "version", "step", "epoch", "batch_in_epoch", "elapsed_s",
+     "cpu_s", "cpu_from_step": process CPU seconds of the kept steps from that step on (absent before CPU accounting),
      "config": resolved TrainConfig as a dict, "config_hash", "package_version", "method", "direction",
      "domain_a", "domain_b", "image_size": [H, W], "store": str, "store_config_hash",
      "store_config": the training store's resolved preprocessing config (so a run translates without its store),
@@ -130,7 +131,7 @@ def upgrade(ckpt: dict[str, Any]) -> dict[str, Any]:
     return ckpt
 
 
-def pack(*, step: int, epoch: int, batch_in_epoch: int, elapsed_s: float, config: dict[str, Any], config_hash: str,
+def pack(*, step: int, epoch: int, batch_in_epoch: int, elapsed_s: float, cpu_s: float = 0.0, cpu_from_step: int = 0, config: dict[str, Any], config_hash: str,
          method: str, meta: dict[str, Any], models: dict[str, dict[str, torch.Tensor]], optimizers: dict[str, Any],
          schedulers: dict[str, Any], pools: dict[str, Any], data_statistics: Any, rng: dict[str, Any],
          models_ema: dict[str, dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
@@ -140,7 +141,8 @@ def pack(*, step: int, epoch: int, batch_in_epoch: int, elapsed_s: float, config
     from mri_harmonic import __version__
 
     return {"format": FORMAT, "version": VERSION, "step": int(step), "epoch": int(epoch),
-            "batch_in_epoch": int(batch_in_epoch), "elapsed_s": float(elapsed_s), "config": config,
+            "batch_in_epoch": int(batch_in_epoch), "elapsed_s": float(elapsed_s),
+            "cpu_s": float(cpu_s), "cpu_from_step": int(cpu_from_step), "config": config,
             "config_hash": config_hash, "package_version": __version__, "method": method, **meta, "models": models,
             "optimizers": optimizers, "schedulers": schedulers, "pools": pools, "data_statistics": data_statistics,
             "rng": rng, **({"models_ema": models_ema} if models_ema else {})}

@@ -84,7 +84,9 @@ def read_json(path: Path, default=None):
 class PipelineTimings(dict):
     """Seconds of a resumable pipeline's steps, kept in ``path`` (JSON): the entries a pipeline sets, plus ``total_s``
     (wall clock) and ``cpu_s`` (user + system of its finished child processes), each summed over every invocation;
-    :meth:`save` after each step."""
+    :meth:`save` after each step, and every minute while runs train (``train_in_parallel(on_tick=...)``), so an
+    invocation killed mid-training loses at most a minute of wall time. A killed training's CPU time is in its own
+    ``summary.json`` (:func:`training_costs`), not here."""
 
     def __init__(self, path: Path):
         super().__init__({k: v for k, v in (read_json(Path(path), {}) or {}).items() if not k.endswith("_before")})
@@ -99,6 +101,14 @@ class PipelineTimings(dict):
         self["total_s"] = self._wall_before + self.this_invocation_s()
         self["cpu_s"] = self._cpu_before + (children_cpu() - self._cpu0)
         write_json(self.path, dict(self))
+
+    def step(self, key: str, args: Sequence[str]) -> None:
+        """Run the blocking CLI step ``args`` (:func:`run_cli`); record its wall seconds as ``KEY_s`` and its CPU
+        seconds (user + system of the child) as ``KEY_cpu_s``; save."""
+        cpu0 = children_cpu()
+        self[f"{key}_s"] = run_cli(args)
+        self[f"{key}_cpu_s"] = children_cpu() - cpu0
+        self.save()
 
 
 def children_cpu() -> float:
@@ -157,23 +167,28 @@ def train_command(store: Path, run_dir: Path, config: str, direction: str, overr
     return cmd
 
 
-def train_in_parallel(commands: dict[str, tuple[Path, list]], *, jobs: int, log_dir: Path, on_done=None) -> dict[str, float]:
+def train_in_parallel(commands: dict[str, tuple[Path, list]], *, jobs: int, log_dir: Path, on_done=None,
+                      on_tick=None, tick_s: float = 60.0) -> dict[str, float]:
     """Run ``{name: (run_dir, train_args)}`` at most ``jobs`` at a time, each with cores // jobs CPU threads.
 
     A finished run (:func:`run_finished`) gets ``run_dir/DONE`` and is skipped next time (so a killed pipeline
     continues); a failure, or a run that stopped before its end (time budget, signal), stops the others and exits
     with the log's path. Returns wall seconds per run trained now; ``on_done(name, seconds)``
-    is called as each finishes.
+    is called as each finishes, ``on_tick()`` every ``tick_s`` seconds while runs train (e.g. save timings).
     """
     threads = max(1, (os.cpu_count() or 2) // max(1, jobs))
     pending = [n for n, (run_dir, _) in commands.items() if not (Path(run_dir) / "DONE").is_file()]
     active: dict[str, tuple[subprocess.Popen, float]] = {}
     seconds: dict[str, float] = {}
+    last_tick = time.perf_counter()
     while pending or active:
         while pending and len(active) < jobs:
             name = pending.pop(0)
             active[name] = (start_cli(commands[name][1], threads=threads, log_file=log_dir / f"train-{name}.log"), time.perf_counter())
         time.sleep(2)
+        if on_tick is not None and time.perf_counter() - last_tick >= tick_s:
+            on_tick()
+            last_tick = time.perf_counter()
         for name, (proc, t0) in list(active.items()):
             if proc.poll() is None:
                 continue
@@ -231,9 +246,54 @@ def markdown_rows(table, header: Sequence[str]) -> list[str]:
 
 
 def training_clocks(run_dirs: dict[str, Path]) -> dict[str, float | None]:
-    """Each run's own training time in seconds (``summary.json`` ``elapsed_s``, summed over resumptions), so a report
-    regenerated without retraining still records how long its runs took."""
-    return {name: (read_json(Path(d) / "summary.json", {}) or {}).get("elapsed_s") for name, d in run_dirs.items()}
+    """Each run's own training time in seconds (:func:`training_costs`' ``clock_s``), so a report regenerated without
+    retraining still records how long its runs took."""
+    return {name: c["clock_s"] for name, c in training_costs(run_dirs).items()}
+
+
+def training_costs(run_dirs: dict[str, Path]) -> dict[str, dict]:
+    """Per run, from its ``summary.json`` (summed over resumptions): ``clock_s`` (training wall clock), ``cpu_s``
+    (process CPU time, user + system) and ``cpu_from_step`` (0, or the step it counts from when the run's first
+    steps were trained before CPU time was recorded), ``step``; ``None`` where a summary lacks the value (a run
+    that wrote none, or one trained entirely before CPU time was recorded)."""
+    out = {}
+    for name, d in run_dirs.items():
+        s = read_json(Path(d) / "summary.json", {}) or {}
+        out[name] = {"clock_s": s.get("elapsed_s"), "cpu_s": s.get("cpu_s"),
+                     "cpu_from_step": s.get("cpu_from_step"), "step": s.get("step")}
+    return out
+
+
+def minutes(seconds: float | None, from_step: int | None = 0) -> str:
+    """A table cell: ``seconds`` in minutes (empty when unknown), with ``(from step N)`` when it covers a run's later
+    steps only (:func:`training_costs`' ``cpu_from_step``)."""
+    if seconds is None:
+        return ""
+    return f"{seconds / 60:.1f}" + (f" (from step {from_step:,})" if from_step else "")
+
+
+def compute_sentence(timings: dict, costs: dict[str, dict]) -> str:
+    """One paragraph for a report: the pipeline's recorded wall time, the runs' training clock and CPU time (naming
+    the runs whose CPU time was not recorded, or covers only their later steps), and the CPU time of the other steps
+    (``*_cpu_s``)."""
+    clock = sum(c["clock_s"] or 0 for c in costs.values())
+    cpu = sum(c["cpu_s"] or 0 for c in costs.values())
+    unrecorded = [n for n, c in costs.items() if c["cpu_s"] is None]
+    partial = {n: c["cpu_from_step"] for n, c in costs.items() if c["cpu_s"] is not None and c["cpu_from_step"]}
+    other = sum(v for k, v in timings.items() if k.endswith("_cpu_s"))
+    text = (f"Training: {clock / 3600:.2f} h of training clock summed over {len(costs)} runs (the steps each run kept, "
+            f"over all its resumptions) and {cpu / 3600:.2f} h of process CPU time measured")
+    notes = []
+    if unrecorded:
+        notes.append(f"not recorded for {', '.join(unrecorded)}, trained before CPU time was recorded (their clock: "
+                     f"{sum(costs[n]['clock_s'] or 0 for n in unrecorded) / 3600:.2f} h)")
+    if partial:
+        notes.append("counted from a later step for " + ", ".join(f"{n} (from step {s:,})" for n, s in partial.items()))
+    text += (f" ({'; '.join(notes)})" if notes else "") + "."
+    text += (f" Other steps (phantom, preprocessing, evaluation, as recorded): {other / 3600:.2f} h CPU. Wall time of the "
+             f"pipeline as recorded over its invocations: {timings.get('total_s', 0) / 3600:.2f} h (saved every minute "
+             "while runs train; an invocation killed before that was saved at each finished run lost its time since).")
+    return text
 
 
 def is_better(metric: str, value: float, base: float) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, markdown_rows, read_json, training_clocks  # noqa: E402
+from _common import ROOT, compute_sentence, markdown_rows, minutes, read_json, training_costs  # noqa: E402
 
 from mri_harmonic.evaluation.compare import (  # noqa: E402
     HIGHER_IS_BETTER,
@@ -275,22 +275,23 @@ def write_report(out: Path, work: Path, runs: dict, timings: dict, *, quick: boo
     _, t1_lines = pooled_table1(test)
     cmp, cmp_lines = comparisons(test, out)
     tum, tum_lines = tumour_rates(test)
-    clocks = training_clocks({n: work / "runs" / n for n in runs})
+    costs = training_costs({n: work / "runs" / n for n in runs})
     cmd = read_json(out / "command.json", {}) or {}
     steps = {n: (read_json(work / "runs" / n / "summary.json", {}) or {}).get("step") for n in runs}
     from phantom_benchmark import LONG, PREPROCESS, QUICK
 
     common = set(QUICK["steps"] if quick else LONG)
     run_rows = pd.DataFrame([{"run": n, "config": c, "overrides": " ".join(x for x in o if x not in common), "steps": steps[n],
-                              "training (min)": (clocks[n] or 0) / 60} for n, (c, o) in runs.items()])
+                              "training clock (min)": minutes(costs[n]["clock_s"]),
+                              "CPU time (min)": minutes(costs[n]["cpu_s"], costs[n]["cpu_from_step"])}
+                             for n, (c, o) in runs.items()])
     n_clear = int((floor_df["clears the floor (Flair → T1 MAE and SSIM)"] == "yes").sum())
     title = "Phantom benchmark v2" + (" — QUICK MODE (3 steps per run: checks the pipeline, says nothing about methods)" if quick else "")
     lines = [
         f"# {title}", "",
         f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python pipelines/phantom_benchmark.py "
-        f"{' '.join(cmd.get('argv', []))}` (resumable: each finished run is kept). Wall time over all invocations "
-        f"{timings.get('total_s', 0) / 3600:.2f} h, CPU time of its processes {timings.get('cpu_s', 0) / 3600:.2f} h "
-        f"(2-core CPU; versions.json).", "",
+        f"{' '.join(cmd.get('argv', []))}` (resumable: each finished run is kept) on "
+        f"{read_json(out / 'versions.json', {}).get('device', 'this machine')}. " + compute_sentence(timings, costs), "",
         "## The answer: HarmonicGAN against CycleGAN", "",
         *answer(cmp, tum), "",
         f"A verdict needs ≥ {MIN_SUBJECTS} test subjects and ≥ {MIN_SEEDS} training seeds per method; methods trained with "

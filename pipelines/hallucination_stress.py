@@ -40,17 +40,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     ROOT,
     PipelineTimings,
+    compute_sentence,
     evaluation_stale,
     log,
     markdown_rows,
+    minutes,
     phantom_complete,
     preset_config,
     read_json,
     repo_relative,
-    run_cli,
     train_command,
     train_in_parallel,
-    training_clocks,
+    training_costs,
     versions,
     write_json,
 )
@@ -151,11 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         data, store = work / "data", work / "store"
         if not phantom_complete(data, args.subjects):
             shape = ["--shape", QUICK["shape"]] if args.quick else []
-            timings["phantom_s"] = run_cli(["phantom", data, "--subjects", args.subjects, "--seed", 0, *shape, "--no-progress"])
-            save()
+            timings.step("phantom", ["phantom", data, "--subjects", args.subjects, "--seed", 0, *shape, "--no-progress"])
         if not (store / "store.json").is_file():
-            timings["preprocess_s"] = run_cli(["preprocess", data, store, "--config", STORE_CONFIG])
-            save()
+            timings.step("preprocess", ["preprocess", data, store, "--config", STORE_CONFIG])
     elif not (store / "store.json").is_file():
         raise SystemExit(f"error: --store {store}: no store.json; give a store written by `mri-harmonic preprocess`")
 
@@ -170,15 +169,14 @@ def main(argv: list[str] | None = None) -> int:
         timings[f"train_{name}_s"] = timings.get(f"train_{name}_s", 0.0) + seconds
         save()
 
-    train_in_parallel(commands, jobs=args.jobs, log_dir=work / "logs", on_done=record)
+    train_in_parallel(commands, jobs=args.jobs, log_dir=work / "logs", on_done=record, on_tick=save)
 
     for name in names:
         st, run_dirs = the_settings[name], [work / "runs" / n for n, r in runs.items() if r["setting"] == name]
         ev = out / f"evaluation-{name}"
         if evaluation_stale(run_dirs, ev / "report.md"):
-            timings[f"evaluate_{name}_s"] = run_cli(["evaluate", *run_dirs, "--store", store, "--split", "test",
-                                                     "--direction", st["direction"], "--slices", st["test"], "--out", ev])
-            save()
+            timings.step(f"evaluate_{name}", ["evaluate", *run_dirs, "--store", store, "--split", "test",
+                                              "--direction", st["direction"], "--slices", st["test"], "--out", ev])
 
     cfg_dir = out / "configs"
     cfg_dir.mkdir(parents=True, exist_ok=True)
@@ -189,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {name: score_setting(name, the_settings[name], store, out, work, runs, args) for name in names}
     timings["rates_and_figures_s"] = time.perf_counter() - t0
     save()
-    clocks = training_clocks({n: work / "runs" / n for n in runs})
-    write_json(out / "timings.json", {**timings, "training_clock_s": clocks})
+    costs = training_costs({n: work / "runs" / n for n in runs})
+    write_json(out / "timings.json", {**timings, "training": costs})
     write_json(out / "versions.json", versions())
     write_json(out / "command.json", {"argv": sys.argv[1:] if argv is None else argv, "store": str(store),
                                       "settings": {n: the_settings[n] for n in names}, "quick": args.quick,
@@ -198,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                                       "overrides": args.overrides})
     from mri_harmonic.utils.io import atomic_write_text
 
-    atomic_write_text(out / "README.md", report(results, the_settings, runs, store, timings, clocks, args))
+    atomic_write_text(out / "README.md", report(results, the_settings, runs, store, timings, costs, args))
     log(f"done; report: {out / 'README.md'} (this invocation {timings.this_invocation_s() / 60:.1f} min)")
     return 0
 
@@ -360,7 +358,7 @@ def _rates_markdown(table, key: str, rates) -> list[str]:
     return lines
 
 
-def report(results: dict, the_settings: dict, runs: dict, store: Path, timings: dict, clocks: dict, args) -> str:
+def report(results: dict, the_settings: dict, runs: dict, store: Path, timings: dict, costs: dict, args) -> str:
     import pandas as pd
 
     from mri_harmonic.evaluation.compare import MIN_SEEDS, MIN_SUBJECTS
@@ -443,15 +441,13 @@ def report(results: dict, the_settings: dict, runs: dict, store: Path, timings: 
         "## Runs, timings, versions", "",
         "Configs: `configs/` (the store's `preprocess.yaml`, each run's resolved `train-<run>.yaml`); command and "
         "overrides: `command.json`; versions: `versions.json`.", "",
-        "| run | steps | training clock (min) |", "|---|---|---|",
+        "| run | steps | training clock (min) | CPU time (min) |", "|---|---|---|---|",
     ]
     for n in runs:
         summ = read_json(args.work / "runs" / n / "summary.json", {}) or {}
-        c = clocks.get(n)
-        lines.append(f"| {n} | {summ.get('step', '?')} of {summ.get('planned_steps', '?')} | {'' if c is None else f'{c / 60:.1f}'} |")
-    lines += ["", f"Wall time of the pipeline: {timings.get('total_s', 0) / 3600:.2f} h; CPU time of all child processes "
-              f"(training, evaluation; user + system): {timings.get('cpu_s', 0) / 3600:.2f} h "
-              "(`timings.json`, summed over resumed invocations).", ""]
+        lines.append(f"| {n} | {summ.get('step', '?')} of {summ.get('planned_steps', '?')} | {minutes(costs[n]['clock_s'])} | "
+                     f"{minutes(costs[n]['cpu_s'], costs[n]['cpu_from_step'])} |")
+    lines += ["", compute_sentence(timings, costs) + " (`timings.json`)", ""]
     return "\n".join(lines)
 
 

@@ -39,10 +39,9 @@ from _common import (  # noqa: E402
     phantom_complete,
     preset_config,
     repo_relative,
-    run_cli,
     train_command,
     train_in_parallel,
-    training_clocks,
+    training_costs,
     versions,
     write_json,
 )
@@ -134,11 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     data, store = work / "data", work / "store"
     if not phantom_complete(data, args.subjects):
         shape = ["--shape", QUICK["shape"]] if args.quick else []
-        timings["phantom_s"] = run_cli(["phantom", data, "--subjects", args.subjects, "--seed", args.seed, *shape, "--no-progress"])
-        save()
+        timings.step("phantom", ["phantom", data, "--subjects", args.subjects, "--seed", args.seed, *shape, "--no-progress"])
     if not (store / "store.json").is_file():
-        timings["preprocess_s"] = run_cli(["preprocess", data, store, "--config", QUICK["preprocess"] if args.quick else PREPROCESS])
-        save()
+        timings.step("preprocess", ["preprocess", data, store, "--config", QUICK["preprocess"] if args.quick else PREPROCESS])
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     runs = plan_runs(methods, args.seeds, args.foreground, args.quick, args.vgg_weights)
@@ -152,14 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         timings[f"train_{name}_s"] = timings.get(f"train_{name}_s", 0.0) + seconds
         save()
 
-    train_in_parallel(commands, jobs=args.jobs, log_dir=work / "logs", on_done=record)
+    train_in_parallel(commands, jobs=args.jobs, log_dir=work / "logs", on_done=record, on_tick=save)
 
     run_dirs = [work / "runs" / name for name in runs]
     for split, extra in (("val", ["--reader-study", 0]), ("test", ["--reader-study", args.reader_study])):
         if evaluation_stale(run_dirs, out / split / "report.md"):
-            timings[f"evaluate_{split}_s"] = run_cli(["evaluate", *run_dirs, "--store", store, "--split", split,
-                                                      "--direction", "both", "--out", out / split, *extra])
-            save()
+            timings.step(f"evaluate_{split}", ["evaluate", *run_dirs, "--store", store, "--split", split,
+                                               "--direction", "both", "--out", out / split, *extra])
 
     cfg_dir = out / "configs"
     cfg_dir.mkdir(parents=True, exist_ok=True)
@@ -167,8 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in runs:
         shutil.copy(work / "runs" / name / "config.yaml", cfg_dir / f"train-{name}.yaml")
     save()
-    clocks = training_clocks({n: work / "runs" / n for n in runs})
-    write_json(out / "timings.json", {**timings, "training_clock_s": clocks})
+    write_json(out / "timings.json", {**timings, "training": training_costs({n: work / "runs" / n for n in runs})})
     write_json(out / "versions.json", versions())
     write_json(out / "command.json", {"argv": sys.argv[1:] if argv is None else argv, "subjects": args.subjects,
                                       "phantom_seed": args.seed, "runs": {n: {"config": c, "overrides": o} for n, (c, o) in runs.items()},

@@ -3,6 +3,7 @@ rates' ranges and intervals, the calibration row, and a second invocation that t
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -30,12 +31,15 @@ def test_quick_pipeline_end_to_end(tmp_path):
     readme = (out / "README.md").read_text()
     for heading in ("# Hallucination stress test", "**Quick mode**", "## (a) StegoGAN's", "## (b) Cohen et al.'s",
                     "### Calibration: the real target", "### HarmonicGAN − CycleGAN", "### Per training seed",
-                    "## What the intervals mean, and what this cannot show", "CPU time of all child processes"):
+                    "## What the intervals mean, and what this cannot show", "of their process CPU time"):
         assert heading in readme, heading
     runs = [f"{s}-{m}-s{k}" for s in "ab" for m in ("harmonic", "cyclegan") for k in range(2)]
     for run in runs:
         assert (out / "configs" / f"train-{run}.yaml").is_file() and f"| {run} | 3 of 3 |" in readme
     assert (out / "configs" / "preprocess.yaml").is_file() and (out / "versions.json").is_file()
+    timings = json.loads((out / "timings.json").read_text())  # each run's CPU time, and the evaluations'
+    assert set(timings["training"]) == set(runs) and all(c["cpu_s"] > 0 for c in timings["training"].values())
+    assert timings["evaluate_a_cpu_s"] > 0 and timings["evaluate_b_cpu_s"] > 0
     assert (out / "figures" / "examples-a.png").stat().st_size > 0 and (out / "figures" / "examples-b.png").stat().st_size > 0
 
     expected = {"a": ("invented_image", "invented_pixel"), "b": ("erased", "wrong_direction", "tumour_pixels_lost")}

@@ -3,6 +3,7 @@ cyclegan, the foreground variant) -> validation and test evaluations -> README; 
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -46,7 +47,29 @@ def test_quick_benchmark_runs_end_to_end_and_resumes(tmp_path):
     assert {"harmonic-fg", "distancegan", "discogan", "unit", "input-as-output"} <= set(cmp["group"])
     assert (out / "val" / "report.md").is_file() and (out / "test" / "reader_study" / "sheet.html").is_file()
     assert len(list((out / "configs").glob("train-*.yaml"))) == 8
+    timings = json.loads((out / "timings.json").read_text())  # CPU time: each run's own, and the other steps'
+    assert len(timings["training"]) == 8 and all(c["cpu_s"] > 0 and c["cpu_from_step"] == 0 for c in timings["training"].values())
+    assert timings["evaluate_test_cpu_s"] > 0 and "of their process CPU time" in readme
     done = {p: p.stat().st_mtime for p in (work / "runs").glob("*/DONE")}
     assert len(done) == 8
     assert phantom_benchmark.main(["--quick", "--work", str(work), "--out", str(out)]) == 0  # nothing retrains
     assert {p: p.stat().st_mtime for p in (work / "runs").glob("*/DONE")} == done
+
+
+def test_compute_sentence_sums_cpu_time_and_names_runs_it_does_not_cover(tmp_path):
+    """The report's CPU time: each run's own (summary.json, summed over resumptions), the other steps' *_cpu_s, and
+    the runs whose CPU time was never recorded or counts from a later step are named, not silently left out."""
+    from _common import compute_sentence, training_costs
+
+    summaries = {"full": {"elapsed_s": 3600, "cpu_s": 3420, "cpu_from_step": 0, "step": 9600},
+                 "late": {"elapsed_s": 1800, "cpu_s": 900, "cpu_from_step": 4800, "step": 9600},
+                 "old": {"elapsed_s": 1800, "step": 9600}}
+    for name, s in summaries.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(s))
+    costs = training_costs({n: tmp_path / n for n in [*summaries, "missing"]})
+    assert costs["old"]["cpu_s"] is None and costs["missing"]["clock_s"] is None and costs["late"]["cpu_from_step"] == 4800
+    text = compute_sentence({"evaluate_test_cpu_s": 1800.0, "evaluate_test_s": 2000.0, "total_s": 7200.0}, costs)
+    assert "2.00 h of training clock summed over 4 runs" in text and "1.20 h of process CPU time" in text
+    assert "not recorded for old, missing" in text and "late (from step 4,800)" in text
+    assert "Other steps (phantom, preprocessing, evaluation, as recorded): 0.50 h CPU" in text  # not the 0.56 h of wall

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +199,28 @@ def test_resume_accepts_a_checkpoint_from_before_a_new_config_key(synthetic_stor
     assert read_checkpoint(path)["step"] == 3
     with pytest.raises(UserInputError, match="model.upsample"):  # a real change of the key is still refused
         train(synthetic_store, out, "flair2t1", tiny("max_steps=4", "model.upsample=nearest"), resume=True, progress=False)
+
+
+def test_cpu_time_is_counted_across_resumes_and_from_an_old_checkpoints_step(synthetic_store, tmp_path):
+    """summary.json's cpu_s is the process CPU time of the kept steps, summed over resumptions like elapsed_s; a
+    checkpoint from before CPU accounting resumes with cpu_from_step at its step, so a report can say what it covers."""
+    from mri_harmonic.checkpoint import latest_path
+
+    out = tmp_path / "run"
+    first = train(synthetic_store, out, "flair2t1", tiny("max_steps=2"), progress=False)
+    assert first["cpu_s"] > 0 and first["cpu_from_step"] == 0
+    assert read_checkpoint(latest_path(out))["cpu_s"] == pytest.approx(first["cpu_s"], abs=1e-3)
+    second = train(synthetic_store, out, "flair2t1", tiny("max_steps=3"), resume=True, progress=False)
+    assert second["cpu_s"] > first["cpu_s"] and second["cpu_from_step"] == 0
+    assert json.loads((out / "summary.json").read_text())["cpu_s"] == second["cpu_s"]
+    ckpt = torch.load(latest_path(out), weights_only=True)
+    del ckpt["cpu_s"], ckpt["cpu_from_step"]  # as written before CPU accounting
+    torch.save(ckpt, latest_path(out))
+    t0 = time.process_time()
+    third = train(synthetic_store, out, "flair2t1", tiny("max_steps=4"), resume=True, progress=False)
+    assert third["cpu_from_step"] == 3 and 0 < third["cpu_s"] <= time.process_time() - t0  # this call's step 4 only
+    fourth = train(synthetic_store, out, "flair2t1", tiny("max_steps=5"), resume=True, progress=False)
+    assert fourth["cpu_from_step"] == 3 and fourth["cpu_s"] > third["cpu_s"]
 
 
 def test_resume_refuses_another_store_with_the_same_config(synthetic_store, tmp_path):

@@ -91,6 +91,11 @@ class TrainState:
     epoch: int = 0
     batch_in_epoch: int = 0
     elapsed_s: float = 0.0
+    cpu_s: float = 0.0
+    """CPU seconds (user + system) of this rank's process over the kept steps, counted across resumes like
+    ``elapsed_s`` (with 1 thread about ``elapsed_s``; with N threads up to N times it)."""
+    cpu_from_step: int = 0
+    """The step ``cpu_s`` counts from: 0, or the step of a checkpoint written before CPU time was recorded."""
 
     @property
     def fmt(self) -> torch.memory_format:
@@ -184,7 +189,7 @@ def make_checkpoint(s: TrainState, meta: Mapping[str, Any]) -> dict[str, Any]:
     """The checkpoint dict (:func:`mri_harmonic.checkpoint.pack`) of the current state."""
     return ckpt_io.pack(
         step=s.step, epoch=s.epoch, batch_in_epoch=s.batch_in_epoch, elapsed_s=s.elapsed_s,
-        config=to_dict(s.cfg), config_hash=config_hash(s.cfg), method=s.cfg.loss.method, meta=dict(meta),
+        cpu_s=s.cpu_s, cpu_from_step=s.cpu_from_step, config=to_dict(s.cfg), config_hash=config_hash(s.cfg), method=s.cfg.loss.method, meta=dict(meta),
         models={k: {n: t.detach().cpu() for n, t in unwrap(v).state_dict().items()} for k, v in s.nets.items()},
         optimizers={k: o.state_dict() for k, o in s.optimizers.items()},
         schedulers={k: sch.state_dict() for k, sch in s.schedulers.items()},
@@ -207,6 +212,8 @@ def restore_checkpoint(s: TrainState, ckpt: Mapping[str, Any]) -> None:
         pool.load_state_dict(ckpt["pools"][k], s.device)
     s.step, s.epoch, s.batch_in_epoch = int(ckpt["step"]), int(ckpt["epoch"]), int(ckpt["batch_in_epoch"])
     s.elapsed_s = float(ckpt.get("elapsed_s", 0.0))
+    # a checkpoint from before CPU accounting: count from its step on, and say so
+    s.cpu_s, s.cpu_from_step = float(ckpt.get("cpu_s", 0.0)), int(ckpt.get("cpu_from_step", ckpt["step"] if "cpu_s" not in ckpt else 0))
     set_rng_state(ckpt["rng"])
 
 
@@ -748,7 +755,7 @@ def _train(store, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool,
                "signal": stop.signal, "finished": reason in ("completed", "max_steps") or s.step >= planned,
                "step": s.step, "planned_steps": planned, "steps_per_epoch": plan.steps_per_epoch,
                "epoch": s.epoch, "steps_this_run": s.step - steps_before,
-               "elapsed_s": round(s.elapsed_s, 3),
+               "elapsed_s": round(s.elapsed_s, 3), "cpu_s": round(s.cpu_s, 3), "cpu_from_step": s.cpu_from_step,
                "pairs_per_s": round((s.step - steps_before) * cfg.data.batch_size * info.world_size / wall, 3),
                "world_size": info.world_size, "channels_last": cfg.channels_last,
                "checkpoint": str(ckpt_io.latest_path(out_dir))}
@@ -779,6 +786,7 @@ def run_epochs(s: TrainState, dataset, sampler, loader, rep: Reporter | None, ba
     total_epochs = cfg.optim.epochs + cfg.optim.epochs_decay
     meter = Meter(cfg.data.batch_size * s.info.world_size)
     started, base_elapsed = time.perf_counter(), s.elapsed_s
+    cpu_started, base_cpu = time.process_time(), s.cpu_s
     reason = stop_reason(s, stop)  # e.g. resumed at max_steps or past the time budget: nothing to do
     with stop:
         while reason is None and s.epoch < total_epochs:
@@ -789,6 +797,7 @@ def run_epochs(s: TrainState, dataset, sampler, loader, rep: Reporter | None, ba
                 meter.add(train_step(s, batch["A"], batch["B"]))
                 s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + 1
                 s.elapsed_s = base_elapsed + time.perf_counter() - started
+                s.cpu_s = base_cpu + time.process_time() - cpu_started
                 bar.update(1)
                 reason = agreed_stop(s, stop)
                 after_step(s, meter, rep, bar, force_log=reason is not None)
@@ -799,6 +808,7 @@ def run_epochs(s: TrainState, dataset, sampler, loader, rep: Reporter | None, ba
                 for sch in s.schedulers.values():
                     sch.step()
     s.elapsed_s = base_elapsed + time.perf_counter() - started
+    s.cpu_s = base_cpu + time.process_time() - cpu_started
     return reason or "completed"
 
 
