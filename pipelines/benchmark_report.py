@@ -99,6 +99,47 @@ def room_above_floor(store: Path) -> list[str]:
             "input in brackets). A run near the oracle has learned the contrast; one beyond it uses context."]
 
 
+def learning_curve(val: Path) -> list[str]:
+    """Section 1b: whole-slice MAE / SSIM of every kept checkpoint on the validation split (OUT/val/curves.csv of
+    phantom_benchmark.validation_curves), per method (mean over its seeds) and direction, beside the input; and how
+    far each method's means still moved over its last three checkpoints."""
+    path = val / "curves.csv"
+    if not path.is_file():
+        return ["(no learning curves: `python pipelines/phantom_benchmark.py --curves-only` computes them)"]
+    c = pd.read_csv(path)
+    c = c[c["region"] == "slice"].assign(method=lambda f: f["run"].map(label))
+    steps = sorted(int(s) for s in set(c.loc[c["run"] != INPUT, "step"]))
+    rows, moves = [], []
+    for d in DIRS:
+        cd = c[c["direction"] == d]
+        floor = cd[cd["run"] == INPUT]
+        for method in [m for m in dict.fromkeys(cd["method"]) if m != INPUT]:
+            mean = cd[cd["method"] == method].groupby("step")[["MAE", "SSIM"]].mean()
+            row = {"method": method, "direction": DIRS[d], "seeds": int(cd.loc[cd["method"] == method, "run"].nunique())}
+            row.update({f"{s:,}": (f"{mean.loc[s, 'MAE']:.2f} / {mean.loc[s, 'SSIM']:.3f}" if s in mean.index else "")
+                        for s in steps})
+            if len(floor):
+                row["input"] = f"{floor['MAE'].iloc[0]:.2f} / {floor['SSIM'].iloc[0]:.3f}"
+            rows.append(row)
+            last = mean.loc[[s for s in steps[-3:] if s in mean.index]]
+            if len(last) == 3:
+                moves.append((DIRS[d], method, float(np.ptp(last["MAE"])), float(np.ptp(last["SSIM"]))))
+    if not rows:
+        return ["(the learning-curve table is empty)"]
+    table = pd.DataFrame(rows)
+    lines = ["Whole slice, 0–255, each cell MAE / SSIM of the checkpoint at that step (the run's averaged weights), mean "
+             "over the method's seeds; `input`: the untranslated input. Brain region and each run's own curve: "
+             "[val/curves.csv](val/curves.csv), figure [val/curves.png](val/curves.png).", "",
+             *markdown_rows(table, list(table.columns))]
+    if moves:
+        worst_mae, worst_ssim = max(moves, key=lambda m: m[2]), max(moves, key=lambda m: m[3])
+        lines += ["", f"Over each method's last three checkpoints ({steps[-3]:,}–{steps[-1]:,} steps) its mean moved by at "
+                  f"most {worst_mae[2]:.2f} MAE ({worst_mae[1]}, {worst_mae[0]}) and {worst_ssim[3]:.3f} SSIM "
+                  f"({worst_ssim[1]}, {worst_ssim[0]}): the range of the last three points, which mixes training "
+                  "progress with checkpoint-to-checkpoint noise."]
+    return lines
+
+
 def pooled_table1(test: Path) -> tuple[pd.DataFrame, list[str]]:
     """Whole-slice Table 1 per method: the mean over its seeds of each run's mean over slices, ± the std across seeds."""
     s = _read(test, "summary.csv")
@@ -312,6 +353,8 @@ def write_report(out: Path, work: Path, runs: dict, timings: dict, *, quick: boo
         "on both Flair → T1 MAE and SSIM. Full report: [val/report.md](val/report.md).", "",
         *floor_lines, "",
         *room_above_floor(work / "store"), "",
+        "### 1b. Learning curves (validation split)", "",
+        *learning_curve(val), "",
         "## 2. Table 1 layout (test split, whole slice, 0–255)", "",
         "Per method: mean over its training seeds of each run's mean over test slices, ± the standard deviation across "
         "seeds (a single value: one seed).", "",

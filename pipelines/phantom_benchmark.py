@@ -3,6 +3,8 @@
 
     python pipelines/phantom_benchmark.py            # (or: make benchmark) ~6 h of a 2-core CPU
     python pipelines/phantom_benchmark.py --quick    # the same pipeline on a tiny phantom, a few steps (~3 min)
+    python pipelines/phantom_benchmark.py --curves-only   # only step 4's curves, of the runs finished so far (it can
+                                                          # use a core the last training leaves idle)
 
 Steps (each skipped when its output is already complete, so a killed run continues from its finished runs):
 
@@ -12,7 +14,9 @@ Steps (each skipped when its output is already complete, so a killed run continu
 3. ``mri-harmonic train``       -> WORK/runs/<run>: every registered method on the long CPU budget (9,600 steps, the
                                   budget of configs/phantom-cpu-long.yaml); harmonic and cyclegan with 3 training
                                   seeds, the others with 1; harmonic with the foreground patch graph as well
-4. ``mri-harmonic evaluate``    -> OUT/val     the validation split: does every run clear the untranslated input?
+4. learning curves             -> OUT/val/curves.csv, curves.png: every kept checkpoint (each 1,200 steps) of every
+                                               run scored on the validation split: has the budget stopped paying?
+   ``mri-harmonic evaluate``    -> OUT/val     the validation split: does every run clear the untranslated input?
                                 -> OUT/test    the test split, both directions, regions, tumour fidelity, seeds
                                                pooled into subject x seed intervals, figures, reader study
 5. OUT/README.md                               the floor check, pooled and per-seed results, timings (wall and CPU),
@@ -26,8 +30,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -63,7 +69,7 @@ METHOD_LONG = {"harmonic": RECIPE, "cyclegan": RECIPE, "distancegan": RECIPE,
 FOREGROUND = ["loss.smoothness.min_brain_fraction=0.25", "loss.smoothness.sigma=1.0"]
 PREPROCESS = "configs/preprocess-phantom-benchmark.yaml"
 #: --quick: a tiny phantom and a few steps of slim networks; exercises every step of the pipeline (tests run it).
-QUICK = dict(subjects=8, shape="60,60,39", preprocess="configs/preprocess-phantom-quick.yaml", steps=["max_steps=3", "sample_every=0", "checkpoint_every=1000", "log_every=1",
+QUICK = dict(subjects=8, shape="60,60,39", preprocess="configs/preprocess-phantom-quick.yaml", steps=["max_steps=3", "sample_every=0", "checkpoint_every=3", "log_every=1",
                                                   "model.ngf=8", "model.ndf=8", "model.n_blocks=2",
                                                   "loss.options.curriculum_steps=1"], seeds=2, reader_study=4)
 #: Seeds of harmonic and cyclegan (the question); the other methods train with the first seed.
@@ -102,6 +108,26 @@ def plan_runs(methods: list[str], seeds: int, foreground: bool, quick: bool,
     return runs
 
 
+def validation_curves(out: Path, work: Path, runs: list[str], store: Path):
+    """OUT/val/curves.csv and OUT/val/curves.png: :func:`mri_harmonic.evaluation.curves.checkpoint_curves` of every
+    finished run (its ``DONE`` file) on the validation split; the CSV is saved after each run and resumed from."""
+    import pandas as pd
+
+    from mri_harmonic.evaluation.curves import checkpoint_curves
+    from mri_harmonic.evaluation.figures import checkpoint_curve_figure
+    from mri_harmonic.utils.io import atomic_write_csv
+
+    csv = out / "val" / "curves.csv"
+    done = pd.read_csv(csv) if csv.is_file() else None
+    finished = {n: work / "runs" / n for n in runs if (work / "runs" / n / "DONE").is_file()}
+    log(f"learning curves of {len(finished)} finished runs on the validation split -> {csv}")
+    curves = checkpoint_curves(finished, store, "val", done=done, on_run=lambda f: atomic_write_csv(csv, f, index=False))
+    atomic_write_csv(csv, curves, index=False)
+    groups = {n: re.sub(r"-s\d+$", "", n) for n in finished}
+    checkpoint_curve_figure(curves, out / "val" / "curves.png", groups=groups)
+    return curves
+
+
 def main(argv: list[str] | None = None) -> int:
     from mri_harmonic.methods import method_names
 
@@ -119,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="TrainConfig override for every run")
     ap.add_argument("--reader-study", type=int, default=40)
     ap.add_argument("--direction", default="flair2t1", help="domain A of every run (both directions are evaluated)")
+    ap.add_argument("--curves-only", action="store_true", help="only the validation learning curves of the runs finished so far")
     args = ap.parse_args(argv)
     if args.quick:
         args.subjects, args.seeds, args.reader_study = QUICK["subjects"], QUICK["seeds"], QUICK["reader_study"]
@@ -149,7 +176,15 @@ def main(argv: list[str] | None = None) -> int:
         timings[f"train_{name}_s"] = timings.get(f"train_{name}_s", 0.0) + seconds
         save()
 
+    if args.curves_only:
+        validation_curves(out, work, list(runs), store)
+        return 0
     train_in_parallel(commands, jobs=args.jobs, log_dir=work / "logs", on_done=record, on_tick=save)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    validation_curves(out, work, list(runs), store)
+    timings["curves_s"] = timings.get("curves_s", 0.0) + time.perf_counter() - t0
+    timings["curves_cpu_s"] = timings.get("curves_cpu_s", 0.0) + time.process_time() - cpu0
+    save()
 
     run_dirs = [work / "runs" / name for name in runs]
     for split, extra in (("val", ["--reader-study", 0]), ("test", ["--reader-study", args.reader_study])):

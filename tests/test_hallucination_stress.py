@@ -31,7 +31,7 @@ def test_quick_pipeline_end_to_end(tmp_path):
     readme = (out / "README.md").read_text()
     for heading in ("# Hallucination stress test", "**Quick mode**", "## (a) StegoGAN's", "## (b) Cohen et al.'s",
                     "### Calibration: the real target", "### HarmonicGAN − CycleGAN", "### Per training seed",
-                    "## What the intervals mean, and what this cannot show", "of their process CPU time"):
+                    "## What the intervals mean, and what this cannot show", "of process CPU time measured"):
         assert heading in readme, heading
     runs = [f"{s}-{m}-s{k}" for s in "ab" for m in ("harmonic", "cyclegan") for k in range(2)]
     for run in runs:

@@ -46,10 +46,13 @@ def test_quick_benchmark_runs_end_to_end_and_resumes(tmp_path):
     assert (h["ci_low"] <= h["mean_diff"]).all() and (h["mean_diff"] <= h["ci_high"]).all()
     assert {"harmonic-fg", "distancegan", "discogan", "unit", "input-as-output"} <= set(cmp["group"])
     assert (out / "val" / "report.md").is_file() and (out / "test" / "reader_study" / "sheet.html").is_file()
+    curves = pd.read_csv(out / "val" / "curves.csv")  # every run's kept checkpoint (step 3) and the input floor
+    assert len(set(curves["run"])) == 9 and set(curves.loc[curves["run"] != "input-as-output", "step"]) == {3}
+    assert (out / "val" / "curves.png").stat().st_size > 0 and "### 1b. Learning curves" in readme
     assert len(list((out / "configs").glob("train-*.yaml"))) == 8
     timings = json.loads((out / "timings.json").read_text())  # CPU time: each run's own, and the other steps'
     assert len(timings["training"]) == 8 and all(c["cpu_s"] > 0 and c["cpu_from_step"] == 0 for c in timings["training"].values())
-    assert timings["evaluate_test_cpu_s"] > 0 and "of their process CPU time" in readme
+    assert timings["evaluate_test_cpu_s"] > 0 and "of process CPU time measured" in readme
     done = {p: p.stat().st_mtime for p in (work / "runs").glob("*/DONE")}
     assert len(done) == 8
     assert phantom_benchmark.main(["--quick", "--work", str(work), "--out", str(out)]) == 0  # nothing retrains

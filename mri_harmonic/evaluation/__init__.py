@@ -4,6 +4,7 @@
 - :mod:`.regions` — the evaluation regions (whole slice, brain mask, tumour);
 - :mod:`.tumour` — tumour fidelity: per lesion kept, erased or wrong-direction against NAWM; invented lesions;
 - :mod:`.fidelity_controls` — the controls (blurred, noisy, in-painted, added lesions) that calibrate it;
+- :mod:`.curves` — learning curves: every kept checkpoint scored on held-out slices, beside the untranslated input;
 - :mod:`.compare` — paired method differences with intervals over test subjects and training seeds;
 - :mod:`.tables` — summary tables and the paper's Table 1 layout, with the paper's figures in a separate block;
 - :mod:`.figures` — sample grids, metric distributions, training loss curves;

@@ -5,6 +5,7 @@
   at a glance; the tumour labels (``seg > 0``) are drawn as a contour on every panel.
 - :func:`metric_distributions`: box plots of each metric (columns) per direction (rows), one box per run.
 - :func:`loss_curves`: every loss column of each run's ``metrics.csv`` against the training step.
+- :func:`checkpoint_curve_figure`: held-out metrics of kept checkpoints against the step, the untranslated input dashed.
 """
 
 from __future__ import annotations
@@ -157,5 +158,40 @@ def loss_curves(metrics_csvs: Mapping[str, str | Path], path: str | Path, *, smo
         axes[k // ncols, k % ncols].axis("off")
     axes[0, 0].legend(fontsize=6)
     fig.suptitle("training losses (metrics.csv)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def checkpoint_curve_figure(curves: pd.DataFrame, path: str | Path, *, groups: Mapping[str, str] | None = None,
+                            region: str = "slice", metrics: Sequence[str] = ("MAE", "SSIM"),
+                            floor_run: str = "input-as-output") -> Path:
+    """:func:`mri_harmonic.evaluation.curves.checkpoint_curves` as a grid: rows = ``metrics``, columns = directions;
+    one thin line per run, one thick line per group (``{run: group}``, e.g. a method: the mean over its seeds), the
+    untranslated input (``floor_run``) dashed."""
+    plt = _pyplot()
+    c = curves[curves["region"] == region]
+    dirs = list(dict.fromkeys(c["direction"]))
+    groups = dict(groups or {r: r for r in c["run"] if r != floor_run})
+    names = list(dict.fromkeys(groups.values()))
+    colours = {g: plt.get_cmap("tab10")(i % 10) for i, g in enumerate(names)}
+    fig, axes = plt.subplots(len(metrics), len(dirs), figsize=(5.2 * len(dirs), 3.2 * len(metrics)), squeeze=False)
+    for j, d in enumerate(dirs):
+        cd = c[c["direction"] == d]
+        floor = cd[cd["run"] == floor_run]
+        for i, m in enumerate(metrics):
+            ax = axes[i, j]
+            for run, g in groups.items():
+                r = cd[cd["run"] == run].sort_values("step")
+                ax.plot(r["step"], r[m], color=colours[g], lw=0.7, alpha=0.45)
+            for g in names:
+                members = cd[cd["run"].isin([r for r, gg in groups.items() if gg == g])]
+                mean = members.groupby("step")[m].mean()
+                ax.plot(mean.index, mean.to_numpy(), color=colours[g], lw=2.0, marker="o", ms=3, label=g)
+            if len(floor):
+                ax.axhline(float(floor[m].iloc[0]), color="k", ls="--", lw=1.0, label="untranslated input")
+            ax.set_title(f"{d}, {region}: {m}", fontsize=9)
+            ax.set_xlabel("training step")
+            ax.grid(alpha=0.3)
+    axes[0, -1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return _save(fig, path)

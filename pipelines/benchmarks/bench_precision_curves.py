@@ -27,7 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import (  # noqa: E402
     ROOT,
-    log,
     phantom_complete,
     repo_relative,
     run_cli,
@@ -38,40 +37,6 @@ from _common import (  # noqa: E402
 
 PRECISIONS = {"fp32": "off", "bf16": "bf16"}
 SEEDS = (0, 1)
-
-
-def score_checkpoint(run_dir: Path, checkpoint: Path, store) -> dict[str, float]:
-    """Whole-slice MAE (0-255) per direction of one checkpoint on the validation split."""
-    return _score(store, run_dir=run_dir, checkpoint=checkpoint)
-
-
-def score_floor(store) -> dict[str, float]:
-    """The same MAE for the untranslated input (zeroed outside the brain)."""
-    return _score(store)
-
-
-def _score(store, run_dir: Path | None = None, checkpoint: Path | None = None) -> dict[str, float]:
-    import torch
-    from torch.utils.data import DataLoader
-
-    from mri_harmonic.checkpoint import load_run
-    from mri_harmonic.data.datasets import PairedSliceDataset
-    from mri_harmonic.directions import DIRECTIONS
-    from mri_harmonic.evaluation.metrics import MetricAccumulator
-    from mri_harmonic.evaluation.translate import translate_batch
-
-    dev = torch.device("cpu")
-    run = load_run(run_dir, dev, checkpoint=str(checkpoint)) if run_dir is not None else None
-    acc = MetricAccumulator(scales={"0-255": 255.0})
-    with torch.inference_mode():
-        for batch in DataLoader(PairedSliceDataset(store, "val", ("flair", "t1")), batch_size=32):
-            brain = batch["mask"].to(dev)
-            unit = {m: ((batch[m] + 1.0) * 0.5).clamp(0, 1) for m in ("flair", "t1")}
-            for d, (src, tgt) in DIRECTIONS.items():
-                pred = (translate_batch(run.generator_for(src), batch[src], dev, brain, amp=False) if run
-                        else unit[src] * brain)
-                acc.update(pred, unit[tgt], {"slice": None}, keys={"direction": d})
-    return acc.frame().groupby("direction")["MAE"].mean().to_dict()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,22 +64,17 @@ def main(argv: list[str] | None = None) -> int:
                 for name, (p, s) in runs.items()}
     train_in_parallel(commands, jobs=args.jobs, log_dir=w / "logs")
 
-    import pandas as pd
 
-    from mri_harmonic.checkpoint import periodic_checkpoints
     from mri_harmonic.data.store import SliceStore
+    from mri_harmonic.evaluation.curves import checkpoint_curves
 
     store = SliceStore(w / "store")
-    rows = []
-    for d, mae in score_floor(store).items():
-        rows.append({"run": "input-as-output", "precision": "", "seed": "", "step": 0, "direction": d, "MAE": mae})
-    for name, (p, s) in runs.items():
-        for ckpt in periodic_checkpoints(w / name):
-            step = int(ckpt.stem.split("_")[1])
-            log(f"scoring {name} step {step}")
-            for d, mae in score_checkpoint(w / name, ckpt, store).items():
-                rows.append({"run": name, "precision": p, "seed": s, "step": step, "direction": d, "MAE": mae})
-    curves = pd.DataFrame(rows)
+    # mri-harmonic evaluate's scoring of each kept checkpoint (fp32 on CPU), and the untranslated input as step 0
+    scored = checkpoint_curves({name: w / name for name in runs}, store, "val")
+    scored = scored[scored["region"] == "slice"]
+    curves = scored.assign(precision=scored["run"].map(lambda n: runs[n][0] if n in runs else ""),
+                           seed=scored["run"].map(lambda n: runs[n][1] if n in runs else ""))[
+        ["run", "precision", "seed", "step", "direction", "MAE"]]
     args.out.mkdir(parents=True, exist_ok=True)
     from mri_harmonic.utils.io import atomic_write_csv, atomic_write_text
 
