@@ -373,7 +373,9 @@ def write_report(out: Path, work: Path, runs: dict, timings: dict, *, quick: boo
         "- Test samples: [Flair → T1](test/figures/samples_flair2t1.png), [T1 → Flair](test/figures/samples_t12flair.png); "
         "metrics by region: [slice](test/figures/metrics_slice.png), [brain](test/figures/metrics_brain.png); training "
         "curves: [loss_curves.png](test/figures/loss_curves.png).",
-        "- Reader-study sheet over every run: [test/reader_study/](test/reader_study/) (open sheet.html, blinded and shuffled).", "",
+        "- Sample grids and the reader-study sheet show one run per method, its seed 0 (the metrics use every run): "
+        "[test/reader_study/](test/reader_study/) (open sheet.html; blinded, slots shuffled per case; score answers "
+        "with `mri-harmonic reader-study score`).", "",
         "## What this benchmark can and cannot show", "",
         "- It is a phantom: MR-physics contrast on one template anatomy with synthetic deformations and tumours. It tells "
         "methods apart on a translation whose truth is known exactly; it cannot say how they rank on real scans, where "

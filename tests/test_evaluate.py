@@ -153,6 +153,15 @@ def test_runs_of_one_method_are_pooled_over_seeds(evaluated, tmp_path):
                 (sel["harmonic-s1"] - sel["cyclegan-s1"]).groupby(level="subject").mean()]
     assert row["mean_diff"] == pytest.approx(np.mean([d.mean() for d in per_seed]))
     assert row["verdict"] == "no verdict: 4 test subjects (< 5)"
+    # figures and the reader study show one run per group (its lowest seed); the metrics keep every run
+    from mri_harmonic.evaluation.reader_study import KEY_COLUMNS
+
+    shown = evaluate([str(runs[0]), str(extra[0]), str(cyc0), str(extra[1])], store, out_dir=tmp_path / "r3",
+                     device="cpu", samples=2, reader_study=2, progress=False, directions="flair2t1", reference=False)
+    key = pd.read_csv(tmp_path / "r3" / "reader_study" / "key.csv")
+    assert list(key.columns) == KEY_COLUMNS and sorted(set(key["run"])) == ["cyclegan-s0", "harmonic-run"]
+    report = (tmp_path / "r3" / "report.md").read_text()
+    assert "not shown: harmonic-s1, cyclegan-s1" in report and set(shown.per_slice["run"]) == set(ps["run"])
     # the same config and seed twice cannot be pooled
     with pytest.raises(UserInputError, match="same config and the same seed"):
         evaluate([str(cyc0), str(runs[1])], store, out_dir=tmp_path / "r2", device="cpu", samples=0, progress=False,

@@ -204,6 +204,17 @@ def group_runs(evaluated: Sequence[EvaluatedRun]) -> None:
             m.group = method if per_method[method] == 1 else members[0].label
 
 
+def shown_runs(evaluated: Sequence[EvaluatedRun]) -> list[EvaluatedRun]:
+    """The runs that sample figures and the reader study show: one per group, its lowest training seed, in evaluation
+    order. Readers compare methods (the paper's Table 3), and a grid of every seed of every method is unreadable;
+    metrics, tumour checks and the paired comparison use every run."""
+    first: dict[str, EvaluatedRun] = {}
+    for r in evaluated:
+        if r.group not in first or r.seed < first[r.group].seed:
+            first[r.group] = r
+    return [r for r in evaluated if first[r.group] is r]
+
+
 def load_runs(runs: Sequence[str | os.PathLike], store, device, checkpoint: str | int = "latest") -> list[EvaluatedRun]:
     """Load every run; a checkpoint of another slice size than the store -> one-line error naming it."""
     from mri_harmonic.checkpoint import load_run
@@ -463,6 +474,7 @@ def write_evaluation(result: EvaluationResult, out_dir: str | os.PathLike) -> Ev
     evaluated, store, split, dirs, dev, kept = ctx.runs, ctx.store, ctx.split, ctx.directions, ctx.device, ctx.kept
     sample_pos, reader_pos, tcfg = ctx.sample_positions, ctx.reader_positions, ctx.tumour_config
     zero_background, seed, amp = ctx.zero_background, ctx.seed, ctx.amp
+    shown = shown_runs(evaluated)
     out = result.out_dir = ensure_writable_dir(out_dir, "`out_dir` folder")
     paths = result.paths
     paths["per_slice"] = atomic_write_csv(out / "per_slice.csv", result.per_slice)
@@ -480,7 +492,7 @@ def write_evaluation(result: EvaluationResult, out_dir: str | os.PathLike) -> Ev
         rows = [
             figures.SampleRow(label=f"{kept[p]['subject']} z{kept[p]['slice_index']}", input_image=kept[p]["real"][src],
                               target=kept[p]["real"][tgt], seg=kept[p]["seg"],
-                              outputs={r.label: kept[p]["out"][(r.label, d)] for r in evaluated})
+                              outputs={r.label: kept[p]["out"][(r.label, d)] for r in shown})
             for p in sample_pos
         ]
         if rows:
@@ -500,11 +512,11 @@ def write_evaluation(result: EvaluationResult, out_dir: str | os.PathLike) -> Ev
         cases = [
             ReaderCase(case_id=f"case{k + 1:03d}", subject=kept[p]["subject"], slice_index=int(kept[p]["slice_index"]),
                        direction=d, input_image=kept[p]["real"][src],
-                       outputs={r.label: kept[p]["out"][(r.label, d)] for r in evaluated},
-                       methods={r.label: r.loaded.method for r in evaluated}, target_image=kept[p]["real"][tgt])
+                       outputs={r.label: kept[p]["out"][(r.label, d)] for r in shown},
+                       methods={r.label: r.loaded.method for r in shown}, target_image=kept[p]["real"][tgt])
             for k, p in enumerate(reader_pos)
         ]
-        write = write_reader_study if len(evaluated) > 1 else write_realism_study  # one run: real or synthetic?
+        write = write_reader_study if len(shown) > 1 else write_realism_study  # one run: real or synthetic?
         for name, path in write(cases, out / "reader_study", seed=seed).items():
             paths[f"reader_study_{name}"] = Path(path)
 
@@ -636,7 +648,10 @@ def report_markdown(result: EvaluationResult, inputs: dict[str, Any], paths: dic
         "## Figures",
         "",
     ]
-    captions = {"samples": "Sample translations (rows: slices, tumour slices first; columns: input, each run, real target, |error| per run on one colour scale; cyan: tumour labels)",
+    hidden = ", ".join(r.label for r in result.context.runs if r not in shown_runs(result.context.runs))
+    one_each = f" (one run per group, its lowest seed; not shown: {hidden})" if hidden else ""
+    captions = {"samples": "Sample translations (rows: slices, tumour slices first; columns: input, each run"
+                           f"{one_each}, real target, |error| per run on one colour scale; cyan: tumour labels)",
                 "metrics": "Per-slice metric distributions", "loss_curves": "Training losses from each run's metrics.csv"}
     for key, path in paths.items():
         if Path(path).suffix == ".png":
@@ -645,7 +660,8 @@ def report_markdown(result: EvaluationResult, inputs: dict[str, Any], paths: dic
     if any(k.startswith("reader_study") for k in paths):
         lines += ["## Reader study", "",
                   "A blinded sheet is in `reader_study/` (open `sheet.html`; see its README.md). `key.csv` unblinds it: "
-                  "keep it away from the readers. Score answers with `mri-harmonic reader-study score`.", ""]
+                  "keep it away from the readers. Score answers with `mri-harmonic reader-study score`."
+                  + (f" Each case shows one run per group, its lowest seed (not shown: {hidden})." if hidden else ""), ""]
     lines += ["## Files", ""]
     lines += [f"- `{rel(p)}`" for k, p in paths.items() if Path(p).suffix != ".png"] + ["- `report.md`", ""]
     return "\n".join(lines)
