@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Smoothness-term sweep on the phantom",
         "",
         f"Written by `python pipelines/smoothness_sweep.py` ({time.strftime('%Y-%m-%d')}). Every run: configs/phantom-cpu.yaml, "
-        "the same seed, store and step budget as `reports/phantom/`; one setting changed per row. Test split, whole "
+        "the same seed, store and step budget as benchmark v1 (`reports/phantom_v1/`); one setting changed per row. Test split, whole "
         "slice, 0-255 scale, mean over slices (lower MAE/MSE and higher PSNR/SSIM are better). Full per-slice and "
         f"per-region results: `{eval_dir.relative_to(ROOT) if eval_dir.is_relative_to(ROOT) else eval_dir}` (not committed; rerun to regenerate).",
         "",
