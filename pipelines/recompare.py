@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Re-run the paired comparison of an evaluation report from its per_slice.csv, without the checkpoints.
 
-    python pipelines/recompare.py reports/phantom [--baseline cyclegan]
+    python pipelines/recompare.py reports/phantom/test [--baseline cyclegan]
 
 Rewrites ``comparison.csv`` and the "Paired comparison" section of ``report.md`` with the interval of
 :mod:`mri_harmonic.evaluation.compare` (test subjects and training seeds; a verdict only with enough of both). Runs
