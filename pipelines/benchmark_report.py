@@ -260,7 +260,9 @@ def tumour_rates(test: Path) -> tuple[pd.DataFrame, list[str]]:
                     mat = pd.DataFrame(cols).dropna()
                     if len(mat):
                         ci = paired_interval(mat.to_numpy())
-                        row.update(diff=ci["mean"], ci_low=ci["ci_low"], ci_high=ci["ci_high"], n_subjects=len(mat),
+                        # a difference of two shares lies in [-1, 1]; the verdict uses the unclipped interval
+                        row.update(diff=ci["mean"], ci_low=max(-1.0, ci["ci_low"]), ci_high=min(1.0, ci["ci_high"]),
+                                   n_subjects=len(mat),
                                    pairs=mat.shape[1],
                                    verdict=verdict(len(mat), mat.shape[1], ci["ci_low"], ci["ci_high"], False))
                 rows.append(row)
