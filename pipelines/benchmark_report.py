@@ -2,7 +2,7 @@
 
 Reads OUT/val (the floor check) and OUT/test (every table) as `mri-harmonic evaluate` wrote them, recomputes the paired
 comparison against CycleGAN on every region with :func:`mri_harmonic.evaluation.compare.compare_runs`, and puts the
-tumour-fidelity rates on the same footing (per test subject and training seed, :func:`paired_interval`).
+tumour-fidelity rates on the same footing (mri_harmonic/evaluation/hallucination.py: per test subject and training seed).
 Regenerate without retraining: ``python pipelines/benchmark_report.py [OUT] [WORK]``.
 """
 
@@ -25,8 +25,6 @@ from mri_harmonic.evaluation.compare import (  # noqa: E402
     MIN_SEEDS,
     MIN_SUBJECTS,
     compare_runs,
-    paired_interval,
-    verdict,
 )
 from mri_harmonic.evaluation.tables import paper_results  # noqa: E402
 from mri_harmonic.utils.io import atomic_write_csv, atomic_write_text  # noqa: E402
@@ -212,70 +210,62 @@ def comparisons(test: Path, out: Path) -> tuple[pd.DataFrame, list[str]]:
     return cmp, lines
 
 
-#: tumour-fidelity rates: (name, numerator column, denominator column, rows that count); lower is better for each
-TUMOUR_RATES = (
-    ("erased lesions", "n_erased", "n_conspicuous", None),
-    ("lesions in the wrong direction", "n_wrong_direction", "n_lesions", None),
-    ("tumour-free slices with an invented lesion", "_invented", "_one", "tumour_free"),
-)
+#: Tumour-fidelity rates (mri_harmonic/evaluation/hallucination.py's definitions, as the hallucination stress test):
+#: the lesion rates on every scored slice, the invented-lesion rates on the tumour-free ones. Lower is better.
+LESION_RATES = ("erased", "wrong_direction", "tumour_pixels_lost")
+INVENTED_RATES = ("invented_image", "invented_pixel")
+RATE_TITLES = {"erased": "lesions erased", "wrong_direction": "lesions reversed",
+               "tumour_pixels_lost": "tumour pixels lost", "invented_image": "tumour-free slices with an invented lesion",
+               "invented_pixel": "tumour-free brain pixels invented"}
 
 
-def _per_subject(frame: pd.DataFrame, direction: str, num: str, den: str, subset: str | None) -> pd.Series:
-    """A rate per test subject: sum of ``num`` over sum of ``den`` on its slices (of ``subset`` only)."""
-    f = frame[frame["direction"] == direction]
-    if subset:
-        f = f[f[subset]]
-    s = f.groupby("subject")[[num, den]].sum()
-    s = s[s[den] > 0]
-    return s[num] / s[den]
+def _seeded_like(frame: pd.DataFrame | None, group: str, seeds: list) -> pd.DataFrame | None:
+    """``frame`` with the seedless rows of ``group`` (the untranslated input) repeated once per baseline seed, so the
+    paired difference sets the input against every CycleGAN seed (as :func:`compare_runs` does)."""
+    if frame is None or not len(frame):
+        return frame
+    g = frame[frame["group"] == group]
+    if not g["seed"].isna().all():
+        return frame
+    return pd.concat([frame[frame["group"] != group], *[g.assign(seed=s) for s in seeds]], ignore_index=True)
 
 
 def tumour_rates(test: Path) -> tuple[pd.DataFrame, list[str]]:
-    """Per method and direction: each rate pooled over its seeds, and its paired difference from CycleGAN with the
-    subjects x seeds interval of :func:`paired_interval` (rates per test subject and seed, then differenced)."""
-    t = _read(test, "tumour_per_slice.csv")
-    t = t[t["scored"].astype(bool)].copy()
-    t["_invented"] = (t["n_invented"] > 0).astype(float)
-    t["_one"] = 1.0
-    t["tumour_free"] = t["n_tumour_pixels"] == 0
-    t["_seed"] = t["seed"].map(lambda v: "-" if pd.isna(v) else str(int(v)))
-    base = t[t["group"] == BASELINE]
-    base_seeds = sorted(set(base["_seed"]))
-    rows = []
-    for grp in dict.fromkeys(t["group"]):
-        g = t[t["group"] == grp]
-        for d in DIRS:
-            for name, num, den, subset in TUMOUR_RATES:
-                gd = g[g["direction"] == d]
-                gd = gd[gd[subset]] if subset else gd
-                pooled = gd[num].sum() / max(gd[den].sum(), 1)
-                row = {"method": grp, "direction": d, "rate": name, "pooled": float(pooled), "n_seeds": g["_seed"].nunique()}
-                if grp != BASELINE:
-                    pairs = [(s, "-" if set(g["_seed"]) == {"-"} else s) for s in base_seeds
-                             if set(g["_seed"]) == {"-"} or s in set(g["_seed"])]
-                    cols = {}
-                    for s_base, s_grp in pairs:
-                        cols[s_base] = (_per_subject(g[g["_seed"] == s_grp], d, num, den, subset)
-                                        - _per_subject(base[base["_seed"] == s_base], d, num, den, subset))
-                    mat = pd.DataFrame(cols).dropna()
-                    if len(mat):
-                        ci = paired_interval(mat.to_numpy())
-                        # a difference of two shares lies in [-1, 1]; the verdict uses the unclipped interval
-                        row.update(diff=ci["mean"], ci_low=max(-1.0, ci["ci_low"]), ci_high=min(1.0, ci["ci_high"]),
-                                   n_subjects=len(mat),
-                                   pairs=mat.shape[1],
-                                   verdict=verdict(len(mat), mat.shape[1], ci["ci_low"], ci["ci_high"], False))
-                rows.append(row)
-    df = pd.DataFrame(rows)
-    lines = ["| method | direction | rate | pooled over seeds | difference vs cyclegan [95 % interval] | subjects × seeds | verdict |",
+    """Per method and direction: each rate (estimate over test subjects x seeds, with its interval) and its paired
+    difference from CycleGAN (:func:`paired_rate_difference`: per test subject and seed, the same subjects x seeds
+    interval as section 3)."""
+    from mri_harmonic.evaluation.hallucination import paired_rate_difference, rate_table
+
+    slices = _read(test, "tumour_per_slice.csv")
+    path = test / "tumour_lesions.csv"
+    lesions = _read(test, "tumour_lesions.csv") if path.is_file() and path.stat().st_size > 1 else None
+    free = slices[slices["n_tumour_pixels"] == 0]
+    parts = ((slices, lesions, LESION_RATES), (free, None, INVENTED_RATES))
+    rates = pd.concat([rate_table(s, les, ("group", "direction"), r) for s, les, r in parts], ignore_index=True)
+    base_seeds = sorted({int(v) for v in slices.loc[slices["group"] == BASELINE, "seed"].dropna()})
+    diffs = []
+    for grp in [g for g in dict.fromkeys(slices["group"]) if g != BASELINE]:
+        for s, les, r in parts:
+            diffs.append(paired_rate_difference(_seeded_like(s, grp, base_seeds), _seeded_like(les, grp, base_seeds),
+                                                grp, BASELINE, rates=r))
+    diff = pd.concat(diffs, ignore_index=True) if diffs else pd.DataFrame(columns=["group", "direction", "rate"])
+    df = rates.rename(columns={"group": "method"}).merge(
+        diff.rename(columns={"group": "method", "mean_diff": "diff", "n_subjects": "pairs_subjects", "n_seeds": "pairs"})
+        [["method", "direction", "rate", "diff", "ci_low", "ci_high", "pairs_subjects", "pairs", "verdict"]],
+        on=["method", "direction", "rate"], how="left", suffixes=("", "_diff"))
+    order = {r: i for i, r in enumerate((*LESION_RATES, *INVENTED_RATES))}
+    df = df.sort_values(["direction", "rate"], key=lambda c: c.map(order) if c.name == "rate" else c, kind="stable")
+    lines = ["| method | direction | rate | estimate [95 % interval] | subjects × seeds | difference vs cyclegan [95 % interval] | verdict |",
              "|---|---|---|---|---|---|---|"]
     for _, r in df.iterrows():
-        if r["method"] == BASELINE or not np.isfinite(r.get("diff", np.nan)):
-            diff, n, v = "–", "–", "–"
+        est = f"{100 * r['estimate']:.1f} %" + ("" if not np.isfinite(r["ci_low"]) else f" [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}]")
+        if not np.isfinite(r.get("diff", np.nan)):
+            d, v = "–", "–"
         else:
-            ci = "–" if not np.isfinite(r["ci_low"]) else f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]"
-            diff, n, v = f"{100 * r['diff']:+.1f} pp {ci}", f"{int(r['n_subjects'])} × {int(r['pairs'])}", r["verdict"]
-        lines.append(f"| {r['method']} | {DIRS[r['direction']]} | {r['rate']} | {100 * r['pooled']:.1f} % | {diff} | {n} | {v} |")
+            ci = "–" if not np.isfinite(r["ci_low_diff"]) else f"[{100 * r['ci_low_diff']:+.1f}, {100 * r['ci_high_diff']:+.1f}]"
+            d, v = f"{100 * r['diff']:+.1f} pp {ci}", r["verdict"]
+        lines.append(f"| {r['method']} | {DIRS[r['direction']]} | {RATE_TITLES[r['rate']]} | {est} | "
+                     f"{int(r['n_subjects'])} × {int(r['n_seeds'])} | {d} | {v} |")
     return df, lines
 
 
@@ -300,11 +290,11 @@ def answer(cmp: pd.DataFrame, tum: pd.DataFrame) -> list[str]:
                 ci = "–" if not np.isfinite(r["ci_low"]) else f"[{r['ci_low']:+.{digits}f}, {r['ci_high']:+.{digits}f}]"
                 cells.append(f"{r['metric']} {r['mean_diff']:+.{digits}f} {ci}")
             lines.append(f"- {DIRS[d]}, {region}: " + "; ".join(cells))
-    th = tum[(tum["method"] == "harmonic") & tum.get("diff", pd.Series(dtype=float)).notna()] if "diff" in tum else tum.iloc[0:0]
+    th = tum[(tum["method"] == "harmonic") & tum["diff"].notna()] if "diff" in tum else tum.iloc[0:0]
     if len(th):
-        lines.append("- Tumour fidelity (percentage points, harmonic − cyclegan): " + "; ".join(
-            f"{DIRS[r['direction']]} {r['rate']} {100 * r['diff']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}] ({r['verdict']})"
-            for _, r in th.iterrows()))
+        lines.append("- Tumour fidelity (percentage points, harmonic − cyclegan; lower is better): " + "; ".join(
+            f"{DIRS[r['direction']]} {RATE_TITLES[r['rate']]} {100 * r['diff']:+.1f} [{100 * r['ci_low_diff']:+.1f}, "
+            f"{100 * r['ci_high_diff']:+.1f}] ({r['verdict']})" for _, r in th.iterrows()))
     return lines
 
 
@@ -366,10 +356,14 @@ def write_report(out: Path, work: Path, runs: dict, timings: dict, *, quick: boo
         *cmp_lines,
         "Table: comparison_regions.csv. " + INTERVAL_SENTENCE.format(baseline="cyclegan"), "",
         "## 4. Tumour fidelity by method (test split)", "",
-        "Measures of mri_harmonic/evaluation/tumour.py (definitions and calibration: [test/report.md](test/report.md), "
-        "reports/fidelity_controls/). Rates pooled over seeds; the difference from CycleGAN is computed per test "
-        "subject and training seed (seed-matched; the untranslated input pairs with every CycleGAN seed) and given the "
-        "same subjects × seeds interval as section 3. Lower is better for every rate.", "",
+        "The tumour checks of mri_harmonic/evaluation/tumour.py (definitions and calibration: [test/report.md](test/report.md), "
+        "reports/fidelity_controls/), as rates of mri_harmonic/evaluation/hallucination.py (the stress test's): lesions "
+        "erased (< 25 % of their real contrast against white matter kept) or reversed over the scored lesions, the "
+        "pixels of erased lesions over those of conspicuous ones, and, on tumour-free slices only, slices with an "
+        "invented lesion-like region of ≥ 13 pixels and the share of brain pixels invented. Each rate is computed per "
+        "test subject and training seed; estimate and interval as in section 3 (a t interval over subjects for the "
+        "seedless input). The difference from CycleGAN is seed-matched (the untranslated input against every "
+        "CycleGAN seed). Lower is better for every rate.", "",
         *tum_lines, "",
         "## 5. Figures and reader study", "",
         "- Test samples: [Flair → T1](test/figures/samples_flair2t1.png), [T1 → Flair](test/figures/samples_t12flair.png); "

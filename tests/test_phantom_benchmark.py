@@ -37,6 +37,9 @@ def test_quick_benchmark_runs_end_to_end_and_resumes(tmp_path):
                     "## 2. Table 1 layout", "## 3. Paired comparison against CycleGAN", "## 4. Tumour fidelity by method"):
         assert heading in readme
     assert "QUICK MODE" in readme and "paper: HarmonicGAN-Histogram" in readme
+    from benchmark_report import RATE_TITLES  # every tumour-fidelity rate of the stress test, per method
+
+    assert all(f"| harmonic | Flair → T1 | {title} |" in readme for title in RATE_TITLES.values())
     room = re.search(r"Room above the floor:.*? scores Flair → T1 MAE ([\d.]+) \(([\d.]+)\)", readme)
     assert room and float(room.group(1)) < float(room.group(2))  # the paired oracle beats the input's MAE
     cmp = pd.read_csv(out / "comparison_regions.csv")
