@@ -270,7 +270,7 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu", che
 
 #: Run facts an inference-only export keeps besides the networks (what :func:`load_run` and ``translate`` read, and
 #: what says where the weights come from).
-EXPORT_KEYS = ("format", "version", "step", "epoch", "elapsed_s", "config", "config_hash", "package_version", "method",
+EXPORT_KEYS = ("format", "version", "step", "epoch", "elapsed_s", "cpu_s", "cpu_from_step", "config", "config_hash", "package_version", "method",
                "direction", "domain_a", "domain_b", "image_size", "store", "store_config_hash", "store_config",
                "store_model_spacing", "store_fingerprint", "world_size")
 

@@ -119,12 +119,49 @@ def children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def runs_fingerprint(run_dirs: Sequence[Path]) -> dict[str, str]:
+    """``{run folder: sha256 of its checkpoints/latest.pt}``: what an evaluation was computed from, by content (a
+    fresh clone's file times say nothing)."""
+    import hashlib
+
+    out = {}
+    for d in map(Path, run_dirs):
+        h = hashlib.sha256()
+        with open(d / "checkpoints" / "latest.pt", "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        out[str(d)] = h.hexdigest()
+    return out
+
+
 def evaluation_stale(run_dirs: Sequence[Path], report: Path) -> bool:
-    """Whether ``report`` is missing or older than a run's latest checkpoint (a retrained run makes it stale)."""
-    if not Path(report).is_file():
-        return True
-    t = Path(report).stat().st_mtime
-    return any((Path(d) / "checkpoints" / "latest.pt").stat().st_mtime > t for d in run_dirs)
+    """Whether ``report`` is missing or was not computed from exactly ``run_dirs``' current weights (its folder's
+    ``evaluated.json``, written by :func:`mark_evaluated`, differs): a retrained or added run makes it stale."""
+    report = Path(report)
+    return not report.is_file() or read_json(report.parent / "evaluated.json") != runs_fingerprint(run_dirs)
+
+
+def mark_evaluated(run_dirs: Sequence[Path], report: Path) -> None:
+    """Record beside ``report`` which weights it was computed from (:func:`evaluation_stale` reads it)."""
+    write_json(Path(report).parent / "evaluated.json", runs_fingerprint(run_dirs))
+
+
+def keep_run(run_dir: Path, kept_dir: Path, provenance: dict | None = None) -> Path:
+    """Keep a finished training run as ``kept_dir``: an inference-only export (``export_inference``: the translators'
+    averaged weights, resolved config, the run's facts incl. its training clock and CPU time; ~2.7 MB at the CPU
+    presets' widths) that ``evaluate`` takes as a run folder. A long pipeline keeps each run in its report folder as
+    it finishes, so that a pipeline interrupted on one machine continues on another from its committed runs
+    (``work/`` is not committed)."""
+    from mri_harmonic.checkpoint import export_inference
+
+    log(f"keeping {run_dir} as {kept_dir}")
+    return export_inference(run_dir, kept_dir, provenance={"kept_by": Path(sys.argv[0]).name, "run": str(run_dir),
+                                                           **versions()})
+
+
+def is_kept(kept_dir: Path) -> bool:
+    """Whether ``kept_dir`` holds a kept run (:func:`keep_run` writes ``exported.json`` last, atomically)."""
+    return (Path(kept_dir) / "exported.json").is_file()
 
 
 def preset_config(preset: str, method: str) -> str:
@@ -252,13 +289,13 @@ def training_clocks(run_dirs: dict[str, Path]) -> dict[str, float | None]:
 
 
 def training_costs(run_dirs: dict[str, Path]) -> dict[str, dict]:
-    """Per run, from its ``summary.json`` (summed over resumptions): ``clock_s`` (training wall clock), ``cpu_s``
+    """Per run, from its ``summary.json`` (or a kept run's ``exported.json``; summed over resumptions): ``clock_s`` (training wall clock), ``cpu_s``
     (process CPU time, user + system) and ``cpu_from_step`` (0, or the step it counts from when the run's first
     steps were trained before CPU time was recorded), ``step``; ``None`` where a summary lacks the value (a run
     that wrote none, or one trained entirely before CPU time was recorded)."""
     out = {}
     for name, d in run_dirs.items():
-        s = read_json(Path(d) / "summary.json", {}) or {}
+        s = read_json(Path(d) / "summary.json") or read_json(Path(d) / "exported.json", {}) or {}  # a kept run: its export
         out[name] = {"clock_s": s.get("elapsed_s"), "cpu_s": s.get("cpu_s"),
                      "cpu_from_step": s.get("cpu_from_step"), "step": s.get("step")}
     return out

@@ -3,7 +3,7 @@
 Reads OUT/val (the floor check) and OUT/test (every table) as `mri-harmonic evaluate` wrote them, recomputes the paired
 comparison against CycleGAN on every region with :func:`mri_harmonic.evaluation.compare.compare_runs`, and puts the
 tumour-fidelity rates on the same footing (mri_harmonic/evaluation/hallucination.py: per test subject and training seed).
-Regenerate without retraining: ``python pipelines/benchmark_report.py [OUT] [WORK]``.
+Regenerate without retraining: ``python pipelines/benchmark_report.py [OUT] [STORE]``.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def learning_curve(val: Path) -> list[str]:
     far each method's means still moved over its last three checkpoints."""
     path = val / "curves.csv"
     if not path.is_file():
-        return ["(no learning curves: `python pipelines/phantom_benchmark.py --curves-only` computes them)"]
+        return ["(no learning curves: `python pipelines/phantom_benchmark.py` scores each run's as it finishes)"]
     c = pd.read_csv(path)
     c = c[c["region"] == "slice"].assign(method=lambda f: f["run"].map(label))
     steps = sorted(int(s) for s in set(c.loc[c["run"] != INPUT, "step"]))
@@ -298,19 +298,19 @@ def answer(cmp: pd.DataFrame, tum: pd.DataFrame) -> list[str]:
     return lines
 
 
-def write_report(out: Path, work: Path, runs: dict, timings: dict, *, quick: bool = False) -> Path:
-    """OUT/README.md from OUT/val and OUT/test."""
-    out, work = Path(out), Path(work)
+def write_report(out: Path, store_dir: Path, runs: dict, timings: dict, *, quick: bool = False) -> Path:
+    """OUT/README.md from OUT/val, OUT/test and the kept runs in OUT/models (``store_dir``: the benchmark's store)."""
+    out, store_dir = Path(out), Path(store_dir)
     val, test = out / "val", out / "test"
-    store = read_json(work / "store" / "store.json", {}) or {}
+    store = read_json(store_dir / "store.json", {}) or {}
     splits = store.get("splits", {})
     floor_df, floor_lines = floor_check(val)
     _, t1_lines = pooled_table1(test)
     cmp, cmp_lines = comparisons(test, out)
     tum, tum_lines = tumour_rates(test)
-    costs = training_costs({n: work / "runs" / n for n in runs})
+    costs = training_costs({n: out / "models" / n for n in runs})
     cmd = read_json(out / "command.json", {}) or {}
-    steps = {n: (read_json(work / "runs" / n / "summary.json", {}) or {}).get("step") for n in runs}
+    steps = {n: c["step"] for n, c in costs.items()}
     from phantom_benchmark import LONG, PREPROCESS, QUICK
 
     common = set(QUICK["steps"] if quick else LONG)
@@ -344,7 +344,7 @@ def write_report(out: Path, work: Path, runs: dict, timings: dict, *, quick: boo
         f"Whole slice, 0–255; each cell: the run (the untranslated input). {n_clear} of {len(floor_df)} runs clear the floor "
         "on both Flair → T1 MAE and SSIM. Full report: [val/report.md](val/report.md).", "",
         *floor_lines, "",
-        *room_above_floor(work / "store"), "",
+        *room_above_floor(store_dir), "",
         "### 1b. Learning curves (validation split)", "",
         *learning_curve(val), "",
         "## 2. Table 1 layout (test split, whole slice, 0–255)", "",
@@ -389,7 +389,7 @@ def write_report(out: Path, work: Path, runs: dict, timings: dict, *, quick: boo
 
 if __name__ == "__main__":
     o = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "reports" / "phantom"
-    w = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "work" / "phantom-v2"
+    w = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "work" / "phantom-v2" / "store"
     c = read_json(o / "command.json", {}) or {}
     print(write_report(o, w, {n: (v["config"], v["overrides"]) for n, v in c.get("runs", {}).items()},
                        read_json(o / "timings.json", {}) or {}, quick=bool(c.get("quick"))))

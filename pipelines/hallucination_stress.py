@@ -21,6 +21,9 @@ Steps (each skipped when its output is complete, so a killed run continues from 
 2. ``mri-harmonic train``     -> WORK/runs/<setting>-<method>-s<seed>: configs/phantom-cpu{,-cyclegan}.yaml with
                                 ``--steps`` (4,800; epochs = epochs_decay = steps / 200 of 100 slices, samples and
                                 checkpoints every steps / 8, no time budget), ``--jobs`` at a time
+   each finished run is kept -> OUT/models/<run> (an inference-only export with its training clock and CPU time;
+                                committed with the report, what an interrupted pipeline continues from on another
+                                machine: WORK is not committed)
 3. ``mri-harmonic evaluate``  -> OUT/evaluation-<setting>: the test split's healthy (a) / tumorous (b) slices
 4. the rates (mri_harmonic/evaluation/hallucination.py) per seed, pooled over seeds, harmonic - cyclegan, the
    untranslated input, and the real target with two harmless degradations (calibration), example figures
@@ -42,7 +45,10 @@ from _common import (  # noqa: E402
     PipelineTimings,
     compute_sentence,
     evaluation_stale,
+    is_kept,
+    keep_run,
     log,
+    mark_evaluated,
     markdown_rows,
     minutes,
     phantom_complete,
@@ -142,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)  # paths in logs and reports are relative to the repository
 
     work, out = args.work, args.out
-    timings = PipelineTimings(work / "timings.json")
+    timings = PipelineTimings(out / "timings.json")  # beside the kept runs: it continues with them
     save = timings.save
 
     store = args.store
@@ -165,30 +171,37 @@ def main(argv: list[str] | None = None) -> int:
                                                      [*r["overrides"], *args.overrides]))
                 for n, r in runs.items()}
 
+    kept = {n: out / "models" / n for n in runs}  # finished runs, kept (committed) to continue on another machine
+
     def record(name: str, seconds: float) -> None:
         timings[f"train_{name}_s"] = timings.get(f"train_{name}_s", 0.0) + seconds
+        keep_run(commands[name][0], kept[name])
         save()
 
+    commands = {n: c for n, c in commands.items() if not is_kept(kept[n])}
+    for name in [n for n, (d, _) in commands.items() if (d / "DONE").is_file()]:  # trained, then interrupted
+        keep_run(commands.pop(name)[0], kept[name])
     train_in_parallel(commands, jobs=args.jobs, log_dir=work / "logs", on_done=record, on_tick=save)
 
     for name in names:
-        st, run_dirs = the_settings[name], [work / "runs" / n for n, r in runs.items() if r["setting"] == name]
+        st, run_dirs = the_settings[name], [kept[n] for n, r in runs.items() if r["setting"] == name]
         ev = out / f"evaluation-{name}"
         if evaluation_stale(run_dirs, ev / "report.md"):
             timings.step(f"evaluate_{name}", ["evaluate", *run_dirs, "--store", store, "--split", "test",
                                               "--direction", st["direction"], "--slices", st["test"], "--out", ev])
+            mark_evaluated(run_dirs, ev / "report.md")
 
     cfg_dir = out / "configs"
     cfg_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(store / "config.yaml", cfg_dir / "preprocess.yaml")
     for n in runs:
-        shutil.copy(work / "runs" / n / "config.yaml", cfg_dir / f"train-{n}.yaml")
+        shutil.copy(kept[n] / "config.yaml", cfg_dir / f"train-{n}.yaml")
     t0 = time.perf_counter()
-    results = {name: score_setting(name, the_settings[name], store, out, work, runs, args) for name in names}
+    results = {name: score_setting(name, the_settings[name], store, out, kept, runs, args) for name in names}
     timings["rates_and_figures_s"] = time.perf_counter() - t0
     save()
-    costs = training_costs({n: work / "runs" / n for n in runs})
-    write_json(out / "timings.json", {**timings, "training": costs})
+    costs = timings["training"] = training_costs(kept)
+    save()
     write_json(out / "versions.json", versions())
     write_json(out / "command.json", {"argv": sys.argv[1:] if argv is None else argv, "store": str(store),
                                       "settings": {n: the_settings[n] for n in names}, "quick": args.quick,
@@ -215,7 +228,7 @@ def check_prevalences(store: Path, chosen: list[dict]) -> None:
             raise SystemExit(f"error: setting {st['title'][:3]} on {store}: {exc}") from None
 
 
-def score_setting(name: str, st: dict, store: Path, out: Path, work: Path, runs: dict, args) -> dict:
+def score_setting(name: str, st: dict, store: Path, out: Path, kept: dict[str, Path], runs: dict, args) -> dict:
     """The rates of one setting from its evaluation's tumour tables, the calibration controls and the figures;
     CSVs in OUT. Returns the tables and the realised training mix."""
     import pandas as pd
@@ -263,12 +276,13 @@ def score_setting(name: str, st: dict, store: Path, out: Path, work: Path, runs:
            "share_B": ds.tumour_shares["B"], "n_test_slices": len(chosen), "n_test_subjects": int(chosen["subject"].nunique())}
     for table, fname in ((pooled, "rates"), (per_seed, "rates_per_seed"), (diff, "difference"), (calibration, "calibration")):
         atomic_write_csv(out / f"{fname}-{name}.csv", table)
-    figure = example_figure(name, st, sstore, chosen, slices, work, runs, out, args.examples, tcfg)
+    figure = example_figure(name, st, sstore, chosen, slices, kept, runs, out, args.examples, tcfg)
     return dict(pooled=pooled, per_seed=per_seed, diff=diff, calibration=calibration, mix=mix, figure=figure,
                 hcfg=hcfg, rates=rates)
 
 
-def example_figure(name: str, st: dict, store, chosen, slices, work: Path, runs: dict, out: Path, n: int, tcfg) -> Path | None:
+def example_figure(name: str, st: dict, store, chosen, slices, kept: dict[str, Path], runs: dict, out: Path, n: int,
+                   tcfg) -> Path | None:
     """Input / target / each method's output / its overlay (invented red, erased yellow, reversed magenta, kept
     green) for ``n`` test slices where seed 0's runs invent (a) or lose (b) the most: each subject's worst first."""
     import matplotlib
@@ -284,7 +298,7 @@ def example_figure(name: str, st: dict, store, chosen, slices, work: Path, runs:
     from mri_harmonic.utils.io import atomic_path
 
     src, tgt = st["direction"].split("2")
-    seed0 = {r["method"]: work / "runs" / k for k, r in runs.items() if r["setting"] == name and r["seed"] == 0}
+    seed0 = {r["method"]: kept[k] for k, r in runs.items() if r["setting"] == name and r["seed"] == 0}
     s = slices[slices["run"].isin([p.name for p in seed0.values()])].copy()
     if s.empty or n < 1:
         return None
@@ -444,8 +458,7 @@ def report(results: dict, the_settings: dict, runs: dict, store: Path, timings: 
         "| run | steps | training clock (min) | CPU time (min) |", "|---|---|---|---|",
     ]
     for n in runs:
-        summ = read_json(args.work / "runs" / n / "summary.json", {}) or {}
-        lines.append(f"| {n} | {summ.get('step', '?')} of {summ.get('planned_steps', '?')} | {minutes(costs[n]['clock_s'])} | "
+        lines.append(f"| {n} | {costs[n]['step'] or '?'} of {3 if args.quick else args.steps} | {minutes(costs[n]['clock_s'])} | "
                      f"{minutes(costs[n]['cpu_s'], costs[n]['cpu_from_step'])} |")
     lines += ["", compute_sentence(timings, costs) + " (`timings.json`)", ""]
     return "\n".join(lines)

@@ -3,8 +3,6 @@
 
     python pipelines/phantom_benchmark.py            # (or: make benchmark) ~6 h of a 2-core CPU
     python pipelines/phantom_benchmark.py --quick    # the same pipeline on a tiny phantom, a few steps (~3 min)
-    python pipelines/phantom_benchmark.py --curves-only   # only step 4's curves, of the runs finished so far (it can
-                                                          # use a core the last training leaves idle)
 
 Steps (each skipped when its output is already complete, so a killed run continues from its finished runs):
 
@@ -14,9 +12,15 @@ Steps (each skipped when its output is already complete, so a killed run continu
 3. ``mri-harmonic train``       -> WORK/runs/<run>: every registered method on the long CPU budget (9,600 steps, the
                                   budget of configs/phantom-cpu-long.yaml); harmonic and cyclegan with 3 training
                                   seeds, the others with 1; harmonic with the foreground patch graph as well
-4. learning curves             -> OUT/val/curves.csv, curves.png: every kept checkpoint (each 1,200 steps) of every
-                                               run scored on the validation split: has the budget stopped paying?
-   ``mri-harmonic evaluate``    -> OUT/val     the validation split: does every run clear the untranslated input?
+   As each run finishes:
+   learning curves              -> OUT/val/curves.csv, curves.png: every periodic checkpoint (each 1,200 steps) of the
+                                   run scored on the validation split: has the budget stopped paying?
+   kept run                     -> OUT/models/<run>: an inference-only export of its averaged weights (~2.7 MB) with
+                                   its training clock and CPU time. Committed with the report, the kept runs are what
+                                   a pipeline interrupted on one machine continues from on another (WORK is not
+                                   committed; phantom and store are regenerated, identically, from their seeds)
+4. ``mri-harmonic evaluate`` of the kept runs (skipped where OUT/<split>/evaluated.json names their current weights)
+                                -> OUT/val     the validation split: does every run clear the untranslated input?
                                 -> OUT/test    the test split, both directions, regions, tumour fidelity, seeds
                                                pooled into subject x seed intervals, figures, reader study
 5. OUT/README.md                               the floor check, pooled and per-seed results, timings (wall and CPU),
@@ -41,7 +45,10 @@ from _common import (  # noqa: E402
     ROOT,
     PipelineTimings,
     evaluation_stale,
+    is_kept,
+    keep_run,
     log,
+    mark_evaluated,
     phantom_complete,
     preset_config,
     repo_relative,
@@ -108,22 +115,26 @@ def plan_runs(methods: list[str], seeds: int, foreground: bool, quick: bool,
     return runs
 
 
-def validation_curves(out: Path, work: Path, runs: list[str], store: Path):
-    """OUT/val/curves.csv and OUT/val/curves.png: :func:`mri_harmonic.evaluation.curves.checkpoint_curves` of every
-    finished run (its ``DONE`` file) on the validation split; the CSV is saved after each run and resumed from."""
+def validation_curves(out: Path, runs: dict[str, Path], store: Path, threads: int | None = None):
+    """Add ``runs``' learning curves (:func:`mri_harmonic.evaluation.curves.checkpoint_curves`: every periodic
+    checkpoint scored on the validation split) to OUT/val/curves.csv, and redraw OUT/val/curves.png over every run in
+    the CSV. Called as each run finishes, while its periodic checkpoints exist (a kept run keeps only its last
+    weights); the CSV is saved after each run and resumed from."""
     import pandas as pd
+    import torch
 
-    from mri_harmonic.evaluation.curves import checkpoint_curves
+    from mri_harmonic.evaluation.curves import INPUT, checkpoint_curves
     from mri_harmonic.evaluation.figures import checkpoint_curve_figure
     from mri_harmonic.utils.io import atomic_write_csv
 
     csv = out / "val" / "curves.csv"
     done = pd.read_csv(csv) if csv.is_file() else None
-    finished = {n: work / "runs" / n for n in runs if (work / "runs" / n / "DONE").is_file()}
-    log(f"learning curves of {len(finished)} finished runs on the validation split -> {csv}")
-    curves = checkpoint_curves(finished, store, "val", done=done, on_run=lambda f: atomic_write_csv(csv, f, index=False))
+    log(f"learning curves of {', '.join(runs)} on the validation split -> {csv}")
+    if threads:
+        torch.set_num_threads(threads)
+    curves = checkpoint_curves(runs, store, "val", done=done, on_run=lambda f: atomic_write_csv(csv, f, index=False))
     atomic_write_csv(csv, curves, index=False)
-    groups = {n: re.sub(r"-s\d+$", "", n) for n in finished}
+    groups = {n: re.sub(r"-s\d+$", "", n) for n in curves["run"].unique() if n != INPUT}
     checkpoint_curve_figure(curves, out / "val" / "curves.png", groups=groups)
     return curves
 
@@ -145,7 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="TrainConfig override for every run")
     ap.add_argument("--reader-study", type=int, default=40)
     ap.add_argument("--direction", default="flair2t1", help="domain A of every run (both directions are evaluated)")
-    ap.add_argument("--curves-only", action="store_true", help="only the validation learning curves of the runs finished so far")
     args = ap.parse_args(argv)
     if args.quick:
         args.subjects, args.seeds, args.reader_study = QUICK["subjects"], QUICK["seeds"], QUICK["reader_study"]
@@ -154,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)  # paths in logs and reports are relative to the repository
 
     work, out = args.work, args.out
-    timings = PipelineTimings(work / "timings.json")
+    timings = PipelineTimings(out / "timings.json")  # beside the kept runs: it continues with them
     save = timings.save
 
     data, store = work / "data", work / "store"
@@ -176,36 +186,49 @@ def main(argv: list[str] | None = None) -> int:
         timings[f"train_{name}_s"] = timings.get(f"train_{name}_s", 0.0) + seconds
         save()
 
-    if args.curves_only:
-        validation_curves(out, work, list(runs), store)
-        return 0
-    train_in_parallel(commands, jobs=args.jobs, log_dir=work / "logs", on_done=record, on_tick=save)
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    validation_curves(out, work, list(runs), store)
-    timings["curves_s"] = timings.get("curves_s", 0.0) + time.perf_counter() - t0
-    timings["curves_cpu_s"] = timings.get("curves_cpu_s", 0.0) + time.process_time() - cpu0
-    save()
+    models = out / "models"  # each finished run, kept (committed) so that the pipeline continues on another machine
+    kept = {n: models / n for n in runs}
+    threads = max(1, (os.cpu_count() or 2) // max(1, args.jobs))
 
-    run_dirs = [work / "runs" / name for name in runs]
+    def keep(name: str) -> None:
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        validation_curves(out, {name: commands[name][0]}, store, threads)
+        timings["curves_s"] = timings.get("curves_s", 0.0) + time.perf_counter() - t0
+        timings["curves_cpu_s"] = timings.get("curves_cpu_s", 0.0) + time.process_time() - cpu0
+        keep_run(commands[name][0], kept[name])
+        save()
+
+    def record(name: str, seconds: float) -> None:
+        timings[f"train_{name}_s"] = timings.get(f"train_{name}_s", 0.0) + seconds
+        keep(name)
+
+    commands = {n: c for n, c in commands.items() if not is_kept(kept[n])}
+    for name in [n for n, (d, _) in commands.items() if (d / "DONE").is_file()]:  # trained, then interrupted
+        keep(name)
+        del commands[name]
+    train_in_parallel(commands, jobs=args.jobs, log_dir=work / "logs", on_done=record, on_tick=save)
+
+    run_dirs = list(kept.values())
     for split, extra in (("val", ["--reader-study", 0]), ("test", ["--reader-study", args.reader_study])):
         if evaluation_stale(run_dirs, out / split / "report.md"):
             timings.step(f"evaluate_{split}", ["evaluate", *run_dirs, "--store", store, "--split", split,
                                                "--direction", "both", "--out", out / split, *extra])
+            mark_evaluated(run_dirs, out / split / "report.md")
 
     cfg_dir = out / "configs"
     cfg_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(store / "config.yaml", cfg_dir / "preprocess.yaml")
     for name in runs:
-        shutil.copy(work / "runs" / name / "config.yaml", cfg_dir / f"train-{name}.yaml")
+        shutil.copy(kept[name] / "config.yaml", cfg_dir / f"train-{name}.yaml")
+    timings["training"] = training_costs(kept)
     save()
-    write_json(out / "timings.json", {**timings, "training": training_costs({n: work / "runs" / n for n in runs})})
     write_json(out / "versions.json", versions())
     write_json(out / "command.json", {"argv": sys.argv[1:] if argv is None else argv, "subjects": args.subjects,
                                       "phantom_seed": args.seed, "runs": {n: {"config": c, "overrides": o} for n, (c, o) in runs.items()},
                                       "overrides": args.overrides, "quick": args.quick})
     from benchmark_report import write_report
 
-    write_report(out, work, runs, timings, quick=args.quick)
+    write_report(out, work / "store", runs, timings, quick=args.quick)
     log(f"done; report: {out / 'README.md'} (this invocation {timings.this_invocation_s() / 60:.1f} min)")
     return 0
 

@@ -1,10 +1,12 @@
 """pipelines/phantom_benchmark.py --quick end to end: phantom -> store -> every method (two seeds of harmonic and
-cyclegan, the foreground variant) -> validation and test evaluations -> README; a rerun trains nothing."""
+cyclegan, the foreground variant) -> validation and test evaluations -> README; a rerun on a machine holding only the report folder (with its kept
+runs) trains and evaluates nothing."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -56,10 +58,15 @@ def test_quick_benchmark_runs_end_to_end_and_resumes(tmp_path):
     timings = json.loads((out / "timings.json").read_text())  # CPU time: each run's own, and the other steps'
     assert len(timings["training"]) == 8 and all(c["cpu_s"] > 0 and c["cpu_from_step"] == 0 for c in timings["training"].values())
     assert timings["evaluate_test_cpu_s"] > 0 and "of process CPU time measured" in readme
-    done = {p: p.stat().st_mtime for p in (work / "runs").glob("*/DONE")}
-    assert len(done) == 8
-    assert phantom_benchmark.main(["--quick", "--work", str(work), "--out", str(out)]) == 0  # nothing retrains
-    assert {p: p.stat().st_mtime for p in (work / "runs").glob("*/DONE")} == done
+    kept = sorted((out / "models").glob("*/exported.json"))  # each finished run kept in the report folder
+    assert len(kept) == 8 and all(json.loads(p.read_text())["cpu_s"] > 0 for p in kept)
+    report_time = (out / "test" / "report.md").stat().st_mtime
+    shutil.rmtree(work)  # another machine: only the committed report folder (with its kept runs) is there
+    assert phantom_benchmark.main(["--quick", "--work", str(work), "--out", str(out)]) == 0
+    assert not (work / "runs").exists()  # nothing retrained
+    assert (out / "test" / "report.md").stat().st_mtime == report_time  # nor re-evaluated: same weights
+    timings = json.loads((out / "timings.json").read_text())
+    assert len(timings["training"]) == 8 and all(c["cpu_s"] > 0 for c in timings["training"].values())
 
 
 def test_compute_sentence_sums_cpu_time_and_names_runs_it_does_not_cover(tmp_path):
@@ -79,3 +86,28 @@ def test_compute_sentence_sums_cpu_time_and_names_runs_it_does_not_cover(tmp_pat
     assert "2.00 h of training clock summed over 4 runs" in text and "1.20 h of process CPU time" in text
     assert "not recorded for old, missing" in text and "late (from step 4,800)" in text
     assert "Other steps (phantom, preprocessing, evaluation, as recorded): 0.50 h CPU" in text  # not the 0.56 h of wall
+
+
+def test_evaluation_staleness_follows_the_weights_not_file_times(tmp_path):
+    """A fresh clone gives every file a new time: an evaluation is stale when the weights it was computed from
+    changed (or a run was added), not when a file is newer."""
+    import os
+
+    from _common import evaluation_stale, mark_evaluated
+
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for i, d in enumerate(runs):
+        (d / "checkpoints").mkdir(parents=True)
+        (d / "checkpoints" / "latest.pt").write_bytes(bytes([i]) * 100)
+    report = tmp_path / "eval" / "report.md"
+    assert evaluation_stale(runs, report)  # no report
+    report.parent.mkdir()
+    report.write_text("r")
+    assert evaluation_stale(runs, report)  # a report nobody marked
+    mark_evaluated(runs, report)
+    assert not evaluation_stale(runs, report)
+    os.utime(runs[0] / "checkpoints" / "latest.pt", (report.stat().st_mtime + 100,) * 2)  # newer file, same weights
+    assert not evaluation_stale(runs, report)
+    assert evaluation_stale(runs[:1], report)  # another set of runs
+    (runs[1] / "checkpoints" / "latest.pt").write_bytes(b"retrained")
+    assert evaluation_stale(runs, report)
