@@ -53,7 +53,6 @@ from _common import (  # noqa: E402
     minutes,
     phantom_complete,
     preset_config,
-    read_json,
     repo_relative,
     train_command,
     train_in_parallel,

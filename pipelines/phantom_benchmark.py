@@ -182,10 +182,6 @@ def main(argv: list[str] | None = None) -> int:
         for name, (cfg, extra) in runs.items()
     }
 
-    def record(name: str, seconds: float) -> None:
-        timings[f"train_{name}_s"] = timings.get(f"train_{name}_s", 0.0) + seconds
-        save()
-
     models = out / "models"  # each finished run, kept (committed) so that the pipeline continues on another machine
     kept = {n: models / n for n in runs}
     threads = max(1, (os.cpu_count() or 2) // max(1, args.jobs))
