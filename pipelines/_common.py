@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from mri_harmonic.cli.train import EXIT_TIME_BUDGET
+
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "mri_harmonic.cli"]
 
@@ -204,22 +206,45 @@ def train_command(store: Path, run_dir: Path, config: str, direction: str, overr
     return cmd
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on: its affinity mask (``taskset``, a scheduler's cpuset), else all."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+#: The file (in a pipeline's work folder) that drains its training: no new run starts, the running ones finish and
+#: are kept, and the pipeline exits with :data:`NOT_FINISHED`; the next invocation removes it and continues.
+DRAIN = "DRAIN"
+NOT_FINISHED = EXIT_TIME_BUDGET  # as `mri-harmonic train`: not finished, run again to continue
+
+
 def train_in_parallel(commands: dict[str, tuple[Path, list]], *, jobs: int, log_dir: Path, on_done=None,
-                      on_tick=None, tick_s: float = 60.0) -> dict[str, float]:
+                      on_tick=None, tick_s: float = 60.0, drain_file: Path | None = None) -> dict[str, float]:
     """Run ``{name: (run_dir, train_args)}`` at most ``jobs`` at a time, each with cores // jobs CPU threads.
 
     A finished run (:func:`run_finished`) gets ``run_dir/DONE`` and is skipped next time (so a killed pipeline
     continues); a failure, or a run that stopped before its end (time budget, signal), stops the others and exits
     with the log's path. Returns wall seconds per run trained now; ``on_done(name, seconds)``
     is called as each finishes, ``on_tick()`` every ``tick_s`` seconds while runs train (e.g. save timings).
+
+    ``drain_file`` (default ``log_dir/../DRAIN``; ``touch`` it while the pipeline runs) stops new runs from
+    starting: the running ones finish (and ``on_done`` keeps them), then the pipeline exits with
+    :data:`NOT_FINISHED`, e.g. before a machine is taken away. A drain file left from before is removed at the start.
     """
-    threads = max(1, (os.cpu_count() or 2) // max(1, jobs))
+    drain_file = Path(drain_file) if drain_file is not None else Path(log_dir).parent / DRAIN
+    drain_file.unlink(missing_ok=True)
+    threads = max(1, usable_cores() // max(1, jobs))
     pending = [n for n, (run_dir, _) in commands.items() if not (Path(run_dir) / "DONE").is_file()]
     active: dict[str, tuple[subprocess.Popen, float]] = {}
     seconds: dict[str, float] = {}
     last_tick = time.perf_counter()
     while pending or active:
-        while pending and len(active) < jobs:
+        draining = drain_file.is_file()
+        if draining and pending and not active:
+            log(f"drained ({drain_file} exists): {len(pending)} run(s) not started ({', '.join(pending)}); "
+                "run the pipeline again to continue")
+            drain_file.unlink(missing_ok=True)
+            raise SystemExit(NOT_FINISHED)
+        while pending and len(active) < jobs and not draining:
             name = pending.pop(0)
             active[name] = (start_cli(commands[name][1], threads=threads, log_file=log_dir / f"train-{name}.log"), time.perf_counter())
         time.sleep(2)

@@ -39,13 +39,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, log, preset_config, run_cli, run_finished, stop_reason, train_command, versions, write_json  # noqa: E402
+from _common import usable_cores as available_cores  # noqa: E402
 
 PRESET = "brats-paper"  # configs/brats-paper.yaml (harmonic) and configs/brats-paper-<method>.yaml
 ASSUMED_PAIRS_PER_S = {"cuda": 100.0, "cpu": 0.1}  # assumptions, used only without a matching measurement
@@ -77,10 +77,6 @@ def recipe_overrides(recipe: str | None, gpus: int, epochs: int, epochs_decay: i
         return ["optim.lr_scaling=sqrt"]
     raise SystemExit(f"error: --gpus {gpus} changes the paper's recipe; choose --gpu-recipe {'|'.join(GPU_RECIPES)} "
                      "(see --help)")
-
-
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def plan_lines(store: Path, n_subjects: int | None, direction: str, cfg, gpus: int, recipe: str | None,

@@ -28,6 +28,9 @@ def test_plan_has_every_method_three_seeds_of_the_question_and_the_foreground_va
     assert all("max_steps=9600" in o and "time_budget_minutes=null" not in o for _, o in runs.values())
     assert "loss.smoothness.min_brain_fraction=0.25" in runs["harmonic-fg-s0"][1]
     assert runs["harmonic-s2"][1][-1] == "seed=2"
+    order = phantom_benchmark.training_order(list(runs))
+    assert order[:6] == [f"{m}-s{s}" for s in range(3) for m in ("harmonic", "cyclegan")]
+    assert order[6] == "unit-s0" and sorted(order) == sorted(runs)  # the slowest single-seed run starts next
 
 
 @pytest.mark.slow
