@@ -173,6 +173,8 @@ def test_smallest_side_is_where_the_discriminator_starts_to_work(n_layer, scales
 
 
 DDP_SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
     import torch, torch.distributed as dist
     from mri_harmonic.methods import unwrap
     from mri_harmonic.training.config import load_train_config
@@ -198,7 +200,8 @@ DDP_SCRIPT = textwrap.dedent("""
     for n, p in g.named_parameters():
         if n.startswith(("enc_shared.", "dec_shared.")):
             assert not torch.equal(p, start[n]), n + " did not train"
-    print("rank", info.rank, "ok", flush=True)
+    # one file per rank: both ranks print to one pipe, so "ok" lines can interleave ("rankrank  10  okok")
+    (Path(sys.argv[1]) / f"rank{info.rank}.ok").write_text("ok")
     dist.destroy_process_group()
 """)
 
@@ -208,7 +211,7 @@ def test_two_process_gloo_ddp_trains_the_shared_layers_in_step(tmp_path):
     script = tmp_path / "ddp_unit.py"
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path)]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, check=False)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    assert res.stdout.count(" ok") == 2
+    assert sorted(p.name for p in tmp_path.glob("rank*.ok")) == ["rank0.ok", "rank1.ok"]
