@@ -60,7 +60,7 @@ from _common import (  # noqa: E402
     versions,
     write_json,
 )
-from phantom_benchmark import EMA, RECIPE  # noqa: E402  (the benchmark's training recipe: both test the same models)
+from phantom_benchmark import EMA, PRECISION, RECIPE  # noqa: E402  (the benchmark's training recipe: both test the same models)
 
 METHODS = ("harmonic", "cyclegan")
 BENCHMARK_STORE = Path("work/phantom-v2/store")
@@ -109,7 +109,7 @@ def plan_runs(setting_names, seeds: int, steps: int, quick: bool, prevalence: fl
             for method in METHODS:
                 runs[f"{name}-{method}-s{seed}"] = dict(
                     setting=name, method=method, seed=seed, config=preset_config("phantom-cpu", method),
-                    overrides=[*(QUICK["steps"] if quick else [*budget(steps), *RECIPE, EMA]), "time_budget_minutes=null",
+                    overrides=[*(QUICK["steps"] if quick else [*budget(steps), *RECIPE, EMA, PRECISION]), "time_budget_minutes=null",
                                f"seed={seed}", *prev])
     return runs
 

@@ -66,9 +66,13 @@ from _common import (  # noqa: E402
 #: average of its weights (EMA, a window of ~2,000 steps), since single checkpoints swing by ~1 MAE.
 RECIPE = ["optim.lr=5e-4", "model.upsample=nearest"]
 EMA = "ema_decay=0.9995"
+#: Every run trains in float32 whatever the machine: `amp: auto` means bf16 autocast on a CPU with native bf16 and
+#: fp32 elsewhere, so a pipeline resumed on another machine would mix precisions between its runs. The seeds of
+#: harmonic / cyclegan kept before this pin carry `amp: auto` and trained on a CPU without native bf16 (fp32).
+PRECISION = "amp=off"
 #: The long CPU budget (configs/phantom-cpu-long.yaml's schedule) applied to every method's phantom-cpu preset.
 LONG = ["optim.epochs=48", "optim.epochs_decay=48", "max_steps=9600", "sample_every=1200", "checkpoint_every=1200",
-        "keep_checkpoints=8", EMA]  # all eight checkpoints: the validation learning curve
+        "keep_checkpoints=8", EMA, PRECISION]  # all eight checkpoints: the validation learning curve
 #: Per-method adjustments that keep a preset's intent at the long budget (DiscoGAN's curriculum: a third of the run).
 METHOD_LONG = {"harmonic": RECIPE, "cyclegan": RECIPE, "distancegan": RECIPE,
                "discogan": ["loss.options.curriculum_steps=3200"]}
