@@ -211,6 +211,9 @@ class LoadedRun:
     """Median voxel size (mm) of the training store's subjects on the model grid (None when unknown)."""
     weights: str = "raw"
     """``"ema"``: the run's averaged weights (``ema_decay``), else ``"raw"``: the trained ones."""
+    precision: str | None = None
+    """``"fp32"`` or ``"bf16"``: what the run trained in (``amp`` resolved on its machine); None when the checkpoint
+    predates that record."""
 
     def generator_for(self, source_modality: str) -> nn.Module:
         """The module that maps ``source_modality`` to the other domain (``flair`` -> the flair->t1 net)."""
@@ -264,7 +267,7 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu", che
         domain_a=ckpt["domain_a"], domain_b=ckpt["domain_b"], image_size=tuple(ckpt["image_size"]),
         step=int(ckpt["step"]), generators=generators, checkpoint_path=path, store=ckpt.get("store"),
         store_config_hash=ckpt.get("store_config_hash"), store_config=ckpt.get("store_config"),
-        store_model_spacing=ckpt.get("store_model_spacing"), weights=weights_kind(ckpt),
+        store_model_spacing=ckpt.get("store_model_spacing"), weights=weights_kind(ckpt), precision=ckpt.get("precision"),
     )
 
 
@@ -272,7 +275,7 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu", che
 #: what says where the weights come from).
 EXPORT_KEYS = ("format", "version", "step", "epoch", "elapsed_s", "cpu_s", "cpu_from_step", "config", "config_hash", "package_version", "method",
                "direction", "domain_a", "domain_b", "image_size", "store", "store_config_hash", "store_config",
-               "store_model_spacing", "store_fingerprint", "world_size")
+               "store_model_spacing", "store_fingerprint", "world_size", "precision")
 
 
 def inference_checkpoint(ckpt: dict[str, Any], *, exported_from: dict[str, Any] | None = None,

@@ -252,6 +252,39 @@ def test_resume_accepts_a_checkpoint_with_the_old_boolean_amp(synthetic_store, t
     assert read_checkpoint(path)["step"] == 3 and read_checkpoint(path)["config"]["amp"] == "auto"
 
 
+def test_resume_follows_the_precision_a_run_trained_in_not_its_amp_setting(synthetic_store, tmp_path, monkeypatch):
+    """`amp: auto` is fp32 on a CPU without native bf16 and bf16 autocast on one with it: a run begun on the first
+    must not silently continue in bf16 on the second (one line names `amp` and the fix), `amp: off` continues it
+    in fp32, and the export and evaluation's grouping carry the precision it trained in."""
+    import mri_harmonic.utils.device as devmod
+    from mri_harmonic.checkpoint import export_inference, latest_path
+    from mri_harmonic.evaluation.evaluate import EvaluatedRun, group_runs
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(devmod, "cpu_has_native_bf16", lambda: False)
+    train(synthetic_store, out, "flair2t1", tiny("max_steps=2"), progress=False)
+    assert read_checkpoint(latest_path(out))["precision"] == "fp32"
+    assert json.loads((out / "run.json").read_text())["precision"] == "fp32"
+    exported = export_inference(out, tmp_path / "export")  # amp: auto, trained in fp32
+    monkeypatch.setattr(devmod, "cpu_has_native_bf16", lambda: True)  # the same run, now on a native-bf16 machine
+    with pytest.raises(UserInputError, match=r"trained in fp32 .*`amp` to off") as exc:
+        train(synthetic_store, out, "flair2t1", tiny("max_steps=3"), resume=True, progress=False)
+    assert "\n" not in str(exc.value)
+    train(synthetic_store, out, "flair2t1", tiny("max_steps=3", "amp=off"), resume=True, progress=False)
+    assert read_checkpoint(latest_path(out))["step"] == 3
+    with pytest.raises(UserInputError, match="`amp` to bf16"):  # the other way round: begun in bf16
+        bf = tmp_path / "bf16"
+        train(synthetic_store, bf, "flair2t1", tiny("max_steps=2", "seed=2"), progress=False)
+        train(synthetic_store, bf, "flair2t1", tiny("max_steps=3", "seed=2", "amp=off"), resume=True, progress=False)
+
+    seed1 = tmp_path / "seed1"  # amp=off from the start, another seed: the same group as the auto-in-fp32 run
+    train(synthetic_store, seed1, "flair2t1", tiny("max_steps=2", "amp=off", "seed=1"), progress=False)
+    runs = [EvaluatedRun(p.name, p, load_run(p, device="cpu"), "") for p in (exported, seed1, bf)]
+    assert [r.loaded.precision for r in runs] == ["fp32", "fp32", "bf16"]
+    group_runs(runs)
+    assert runs[0].group == runs[1].group != runs[2].group
+
+
 # ---- precision and compile -----------------------------------------------------------------------------------------
 def fixed_batch(store, n: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     from mri_harmonic.data.datasets import UnpairedSliceDataset

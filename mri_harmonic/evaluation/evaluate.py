@@ -176,7 +176,8 @@ NOT_METHOD_KEYS = frozenset({"seed", "device", "data.num_workers", "log_every", 
 def group_runs(evaluated: Sequence[EvaluatedRun]) -> None:
     """Set ``seed`` and ``group`` of each run: runs whose configs differ only in ``seed`` (and keys that change
     nothing learnt, :data:`NOT_METHOD_KEYS`) form one group, named after the method when the method has a single
-    group, else after the group's first run."""
+    group, else after the group's first run. ``amp`` counts as the precision the run recorded training in, where it
+    did (``auto`` and ``off`` that both trained in fp32 are one group; ``auto`` in bf16 and in fp32 are two)."""
     from mri_harmonic.config import config_hash, to_dict
 
     def flat(d, prefix=""):
@@ -188,6 +189,8 @@ def group_runs(evaluated: Sequence[EvaluatedRun]) -> None:
     keys = {}
     for r in evaluated:
         cfg = flat(to_dict(r.loaded.config))
+        if r.loaded.precision is not None:  # `amp: auto` resolves per machine: group by what the run trained in
+            cfg["amp"] = r.loaded.precision
         r.seed = int(cfg.get("seed", 0))
         keys[r.label] = (r.loaded.method, config_hash({k: v for k, v in cfg.items() if k not in NOT_METHOD_KEYS}))
     groups: dict[tuple, list[EvaluatedRun]] = {}

@@ -66,6 +66,7 @@ from mri_harmonic.utils.device import (
     describe_precision,
     memory_format,
     resolve_device,
+    resolve_precision,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -291,8 +292,13 @@ def check_store(store: SliceStore, domain_a: str, domain_b: str, cfg: TrainConfi
         raise UserInputError(f"store {store.path} has {h}x{w} slices, {problem} (method {cfg.loss.method})")
 
 
-def check_resume(ckpt: Mapping[str, Any], cfg: TrainConfig, direction: str, store: SliceStore, out_dir: Path) -> None:
-    """``--resume`` must continue the same run: same direction, store content and (non-run-length) config."""
+def check_resume(ckpt: Mapping[str, Any], cfg: TrainConfig, direction: str, store: SliceStore, out_dir: Path,
+                 device: torch.device | None = None) -> None:
+    """``--resume`` must continue the same run: same direction, store content, (non-run-length) config and the
+    precision it trained in. ``amp: auto`` resolves per machine (bf16 autocast on CUDA and native-bf16 CPUs, fp32
+    elsewhere), so checkpoints record the resolved ``precision`` and a resume compares that, not the setting: a run
+    begun in fp32 does not silently continue in bf16 on another machine, and ``amp: off`` may continue a run that
+    ``auto`` trained in fp32. Checkpoints from before the record compare the setting."""
     if ckpt["direction"] != direction:
         raise UserInputError(
             f"`resume`: run {out_dir} was trained with `direction` {ckpt['direction']}, not {direction}; "
@@ -307,6 +313,16 @@ def check_resume(ckpt: Mapping[str, Any], cfg: TrainConfig, direction: str, stor
             f"on ({ckpt.get('store')}, hash {ckpt.get('store_config_hash')}); pass that store or another `out_dir`")
     # through the dataclasses, so a key added to the package since the checkpoint was written takes its default
     saved = from_dict(TrainConfig, ckpt["config"], source=f"{ckpt_io.latest_path(out_dir)} (config)")
+    trained_in = ckpt.get("precision")
+    if trained_in is not None and device is not None:
+        now = resolve_precision(device, cfg.amp)
+        if now != trained_in:
+            fix = "off" if trained_in == "fp32" else "bf16"
+            raise UserInputError(
+                f"`resume`: run {out_dir} trained in {trained_in} (`amp` {saved.amp}), but `amp` {cfg.amp} means {now} "
+                f"on {describe_device(device)}; set `amp` to {fix} to continue it in {trained_in}, or train into another "
+                "`out_dir`")
+        saved = replace(saved, amp=cfg.amp)  # same precision: the setting's spelling does not matter
     if resume_hash(saved) != resume_hash(cfg):
         diff = "; ".join(config_differences(saved, cfg)[:4])
         raise UserInputError(
@@ -333,7 +349,7 @@ def prepare_run(store: SliceStore, out_dir: Path, direction: str, cfg: TrainConf
         latest = ckpt_io.resolve_checkpoint(out_dir, checkpoint)
     ckpt = ckpt_io.read_checkpoint(latest, map_location=device)
     ckpt_io.require_training_state(ckpt, latest)
-    check_resume(ckpt, cfg, direction, store, out_dir)
+    check_resume(ckpt, cfg, direction, store, out_dir, device)
     return ckpt
 
 
@@ -728,7 +744,8 @@ def _train(store, out_dir: Path, direction: str, cfg: TrainConfig, resume: bool,
     planned = plan.planned_steps
     meta = {"direction": direction, "domain_a": domain_a, "domain_b": domain_b, "image_size": list(store.image_size),
             "store": str(store.path), "store_config_hash": store.config_hash, "store_config": store.config,
-            "store_fingerprint": store.fingerprint, "store_model_spacing": store_model_spacing(store)}
+            "store_fingerprint": store.fingerprint, "store_model_spacing": store_model_spacing(store),
+            "precision": resolve_precision(device, cfg.amp)}
     rep = Reporter(out_dir, s, meta, store, resume_step=s.step if ckpt else None) if info.is_main else None
     if rep:
         for note in (layout_warning, world_change):
