@@ -326,6 +326,19 @@ def training_costs(run_dirs: dict[str, Path]) -> dict[str, dict]:
     return out
 
 
+def trained_precision(run_dir: Path) -> str:
+    """A table cell: the precision a run (or kept run) trained in, as its checkpoint recorded it (``fp32`` /
+    ``bf16``), else ``not recorded (amp: <setting>)`` for runs from before the record."""
+    import yaml
+
+    d = Path(run_dir)
+    facts = read_json(d / "exported.json") or read_json(d / "run.json") or {}
+    if facts.get("precision") in ("fp32", "bf16"):
+        return facts["precision"]
+    cfg = yaml.safe_load((d / "config.yaml").read_text()) if (d / "config.yaml").is_file() else {}
+    return f"not recorded (amp: {(cfg or {}).get('amp', '?')})"
+
+
 def minutes(seconds: float | None, from_step: int | None = 0) -> str:
     """A table cell: ``seconds`` in minutes (empty when unknown), with ``(from step N)`` when it covers a run's later
     steps only (:func:`training_costs`' ``cpu_from_step``)."""

@@ -17,7 +17,15 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, compute_sentence, markdown_rows, minutes, read_json, training_costs  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    compute_sentence,
+    markdown_rows,
+    minutes,
+    read_json,
+    trained_precision,
+    training_costs,
+)
 
 from mri_harmonic.evaluation.compare import (  # noqa: E402
     HIGHER_IS_BETTER,
@@ -315,6 +323,7 @@ def write_report(out: Path, store_dir: Path, runs: dict, timings: dict, *, quick
 
     common = set(QUICK["steps"] if quick else LONG)
     run_rows = pd.DataFrame([{"run": n, "config": c, "overrides": " ".join(x for x in o if x not in common), "steps": steps[n],
+                              "precision": trained_precision(out / "models" / n),
                               "training clock (min)": minutes(costs[n]["clock_s"]),
                               "CPU time (min)": minutes(costs[n]["cpu_s"], costs[n]["cpu_from_step"])}
                              for n, (c, o) in runs.items()])
@@ -340,6 +349,12 @@ def write_report(out: Path, store_dir: Path, runs: dict, timings: dict, *, quick
         + ", trained Flair → T1 (A = FLAIR), plus the overrides below; both directions are evaluated (G and F). "
         "Resolved configs: configs/.", "",
         *markdown_rows(run_rows, list(run_rows.columns)), "",
+        *([] if not run_rows["precision"].str.contains("amp: auto").any() else [
+            "Precision: every run trained in float32. The pipeline pins `amp=off` (phantom_benchmark.PRECISION); the runs "
+            "shown as `not recorded (amp: auto)` were trained before that pin and before checkpoints recorded their "
+            "precision, on a CPU without native bf16 (AVX2 only), where `auto` means fp32: their pace, ~2.5 steps/s on one "
+            "thread, is fp32's there, and bf16 would have been emulated at ~1/9 of fp32's speed "
+            "(reports/benchmarks/precision.md).", ""]),
         "## 1. Does every run beat the untranslated input? (validation split)", "",
         f"Whole slice, 0–255; each cell: the run (the untranslated input). {n_clear} of {len(floor_df)} runs clear the floor "
         "on both Flair → T1 MAE and SSIM. Full report: [val/report.md](val/report.md).", "",
