@@ -56,6 +56,7 @@ from _common import (  # noqa: E402
     repo_relative,
     train_command,
     train_in_parallel,
+    trained_precision,
     training_costs,
     versions,
     write_json,
@@ -454,10 +455,11 @@ def report(results: dict, the_settings: dict, runs: dict, store: Path, timings: 
         "## Runs, timings, versions", "",
         "Configs: `configs/` (the store's `preprocess.yaml`, each run's resolved `train-<run>.yaml`); command and "
         "overrides: `command.json`; versions: `versions.json`.", "",
-        "| run | steps | training clock (min) | CPU time (min) |", "|---|---|---|---|",
+        "| run | steps | precision | training clock (min) | CPU time (min) |", "|---|---|---|---|---|",
     ]
     for n in runs:
-        lines.append(f"| {n} | {costs[n]['step'] or '?'} of {3 if args.quick else args.steps} | {minutes(costs[n]['clock_s'])} | "
+        lines.append(f"| {n} | {costs[n]['step'] or '?'} of {3 if args.quick else args.steps} | "
+                     f"{trained_precision(args.out / 'models' / n)} | {minutes(costs[n]['clock_s'])} | "
                      f"{minutes(costs[n]['cpu_s'], costs[n]['cpu_from_step'])} |")
     lines += ["", compute_sentence(timings, costs) + " (`timings.json`)", ""]
     return "\n".join(lines)
