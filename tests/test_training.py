@@ -285,6 +285,26 @@ def test_resume_follows_the_precision_a_run_trained_in_not_its_amp_setting(synth
     assert runs[0].group == runs[1].group != runs[2].group
 
 
+def test_evaluation_pools_a_seed_trained_before_a_new_config_key_with_later_seeds(synthetic_store, tmp_path):
+    """Benchmark v2's seed 0 was trained before `model.keep_background` existed: its saved config lacks the key, and
+    evaluate split it from seeds 1-2 into a group of its own. Read through the dataclasses, the key takes its default
+    and the seeds pool; a real difference in the key still splits them."""
+    from mri_harmonic.checkpoint import latest_path
+    from mri_harmonic.evaluation.evaluate import EvaluatedRun, group_runs
+
+    dirs = {}
+    for name, extra in (("old-s0", ["seed=0"]), ("new-s1", ["seed=1"]), ("kb-s2", ["seed=2", "model.keep_background=true"])):
+        dirs[name] = tmp_path / name
+        train(synthetic_store, dirs[name], "flair2t1", tiny("max_steps=1", "amp=off", *extra), progress=False)
+    ckpt = torch.load(latest_path(dirs["old-s0"]), weights_only=True)
+    del ckpt["config"]["model"]["keep_background"]  # as written before the key existed
+    torch.save(ckpt, latest_path(dirs["old-s0"]))
+    runs = [EvaluatedRun(n, d, load_run(d, device="cpu"), "") for n, d in dirs.items()]
+    assert "keep_background" not in runs[0].loaded.config["model"]
+    group_runs(runs)
+    assert runs[0].group == runs[1].group != runs[2].group
+
+
 # ---- precision and compile -----------------------------------------------------------------------------------------
 def fixed_batch(store, n: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     from mri_harmonic.data.datasets import UnpairedSliceDataset

@@ -177,8 +177,11 @@ def group_runs(evaluated: Sequence[EvaluatedRun]) -> None:
     """Set ``seed`` and ``group`` of each run: runs whose configs differ only in ``seed`` (and keys that change
     nothing learnt, :data:`NOT_METHOD_KEYS`) form one group, named after the method when the method has a single
     group, else after the group's first run. ``amp`` counts as the precision the run recorded training in, where it
-    did (``auto`` and ``off`` that both trained in fp32 are one group; ``auto`` in bf16 and in fp32 are two)."""
-    from mri_harmonic.config import config_hash, to_dict
+    did (``auto`` and ``off`` that both trained in fp32 are one group; ``auto`` in bf16 and in fp32 are two). The
+    ``model`` and ``loss`` sections are read through their dataclasses, so a key added to the package after a run was
+    trained takes its default there (as a resume reads it) instead of splitting that run from later seeds."""
+    from mri_harmonic.config import config_hash, from_dict, to_dict
+    from mri_harmonic.models.config import LossConfig, ModelConfig
 
     def flat(d, prefix=""):
         out = {}
@@ -188,7 +191,10 @@ def group_runs(evaluated: Sequence[EvaluatedRun]) -> None:
 
     keys = {}
     for r in evaluated:
-        cfg = flat(to_dict(r.loaded.config))
+        saved = dict(to_dict(r.loaded.config))
+        for section, cls in (("model", ModelConfig), ("loss", LossConfig)):
+            saved[section] = to_dict(from_dict(cls, saved.get(section, {}), source=f"run {r.path} (config)", prefix=section))
+        cfg = flat(saved)
         if r.loaded.precision is not None:  # `amp: auto` resolves per machine: group by what the run trained in
             cfg["amp"] = r.loaded.precision
         r.seed = int(cfg.get("seed", 0))
