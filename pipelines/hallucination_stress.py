@@ -372,6 +372,29 @@ def _rates_markdown(table, key: str, rates) -> list[str]:
     return lines
 
 
+def answer_lines(results: dict, the_settings: dict) -> list[str]:
+    """One bullet per setting and rate, in words: each method's pooled rate, the untranslated input's, and
+    HarmonicGAN - CycleGAN with its verdict (from the tables below; nothing is added to them)."""
+    import pandas as pd
+
+    lines = []
+    for name, res in results.items():
+        pooled = res["pooled"].set_index(["group", "rate"])
+        diff = res["diff"].set_index("rate") if not res["diff"].empty else None
+        lines.append(f"- **{the_settings[name]['title']}**:")
+        for rate in res["rates"]:
+            cells = [f"{label} {_fmt_rate(pooled.loc[(group, rate)])}" for group, label in
+                     (("harmonic", "HarmonicGAN"), ("cyclegan", "CycleGAN"), ("input-as-output", "the untranslated input"))
+                     if (group, rate) in pooled.index]
+            said = f"  - {RATE_TITLES[rate]}: " + ", ".join(cells)
+            if diff is not None and rate in diff.index:
+                d = diff.loc[rate]
+                ci = "[–]" if pd.isna(d["ci_low"]) else f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
+                said += f"; HarmonicGAN − CycleGAN {100 * d['mean_diff']:+.1f} pp {ci}: **{d['verdict']}**"
+            lines.append(said + ".")
+    return lines or ["(no setting was scored)"]
+
+
 def report(results: dict, the_settings: dict, runs: dict, store: Path, timings: dict, costs: dict, args) -> str:
     import pandas as pd
 
@@ -402,7 +425,9 @@ def report(results: dict, the_settings: dict, runs: dict, store: Path, timings: 
                      f"{'healthy' if st['test'] == 'healthy' else 'tumorous'} slices of {mix['n_test_subjects']} subjects |")
     lines += ["", "Healthy: no tumour label in the slice; tumorous: at least 20 labelled pixels (the smallest lesion the "
               "tumour checks score). The training subsets are drawn once per run with its seed (`data.tumour_prevalence_a/_b`).",
-              "", "## Measures", ""]
+              "", "## Answer", "", *answer_lines(results, the_settings), "",
+              "Rates are means over test subjects × training seeds with 95 % intervals (what they cover: the last "
+              "section); pp: percentage points. The tables below hold every figure here.", "", "## Measures", ""]
     lines += [f"- `{r}`: {d}" + (f" (N = {hcfg.image_min_pixels} pixels)" if r == "invented_image" and hcfg else "")
               for r, d in RATES.items()]
     lines += ["", "Invented regions, erased and reversed lesions are those of the tumour checks (thresholds in each "

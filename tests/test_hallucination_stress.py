@@ -29,7 +29,7 @@ def test_quick_pipeline_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = work / "report"
     readme = (out / "README.md").read_text()
-    for heading in ("# Hallucination stress test", "**Quick mode**", "## (a) StegoGAN's", "## (b) Cohen et al.'s",
+    for heading in ("# Hallucination stress test", "**Quick mode**", "## Answer", "- **(a) StegoGAN's", "## (a) StegoGAN's", "## (b) Cohen et al.'s",
                     "### Calibration: the real target", "### HarmonicGAN − CycleGAN", "### Per training seed",
                     "## What the intervals mean, and what this cannot show", "of process CPU time measured"):
         assert heading in readme, heading
