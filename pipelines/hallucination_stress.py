@@ -391,7 +391,13 @@ def answer_lines(results: dict, the_settings: dict) -> list[str]:
                 d = diff.loc[rate]
                 ci = "[–]" if pd.isna(d["ci_low"]) else f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
                 said += f"; HarmonicGAN − CycleGAN {100 * d['mean_diff']:+.1f} pp {ci}: **{d['verdict']}**"
-            lines.append(said + ".")
+            said += "."
+            methods = [pooled.loc[(g, rate), "estimate"] for g in METHODS if (g, rate) in pooled.index]
+            if rate.startswith("invented") and ("input-as-output", rate) in pooled.index and methods and \
+                    pooled.loc[("input-as-output", rate), "estimate"] >= max(methods):
+                said += (" No method scores above the untranslated input, so this rate alone does not show lesions "
+                         "added by the translation (the example figure shows what it counts).")
+            lines.append(said)
     return lines or ["(no setting was scored)"]
 
 
