@@ -357,6 +357,15 @@ def _fmt_rate(r) -> str:
     return f"{100 * r['estimate']:.1f} % {ci}"
 
 
+def _fmt_diff(r) -> str:
+    """A paired difference row as ``+1.2 pp [-0.3, +2.7]`` (``[–]`` without an interval)."""
+    import math
+
+    lo, hi = r["ci_low"], r["ci_high"]
+    ci = "[–]" if not (math.isfinite(lo) and math.isfinite(hi)) else f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    return f"{100 * r['mean_diff']:+.1f} pp {ci}"
+
+
 def _rates_markdown(table, key: str, rates) -> list[str]:
     """One row per ``key`` value, one column per rate: ``estimate % [interval]``, then subjects x seeds."""
     if table.empty:
@@ -375,8 +384,6 @@ def _rates_markdown(table, key: str, rates) -> list[str]:
 def answer_lines(results: dict, the_settings: dict) -> list[str]:
     """One bullet per setting and rate, in words: each method's pooled rate, the untranslated input's, and
     HarmonicGAN - CycleGAN with its verdict (from the tables below; nothing is added to them)."""
-    import pandas as pd
-
     lines = []
     for name, res in results.items():
         pooled = res["pooled"].set_index(["group", "rate"])
@@ -388,9 +395,7 @@ def answer_lines(results: dict, the_settings: dict) -> list[str]:
                      if (group, rate) in pooled.index]
             said = f"  - {RATE_TITLES[rate]}: " + ", ".join(cells)
             if diff is not None and rate in diff.index:
-                d = diff.loc[rate]
-                ci = "[–]" if pd.isna(d["ci_low"]) else f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
-                said += f"; HarmonicGAN − CycleGAN {100 * d['mean_diff']:+.1f} pp {ci}: **{d['verdict']}**"
+                said += f"; HarmonicGAN − CycleGAN {_fmt_diff(diff.loc[rate])}: **{diff.loc[rate, 'verdict']}**"
             said += "."
             methods = [pooled.loc[(g, rate), "estimate"] for g in METHODS if (g, rate) in pooled.index]
             if rate.startswith("invented") and ("input-as-output", rate) in pooled.index and methods and \
@@ -402,8 +407,6 @@ def answer_lines(results: dict, the_settings: dict) -> list[str]:
 
 
 def report(results: dict, the_settings: dict, runs: dict, store: Path, timings: dict, costs: dict, args) -> str:
-    import pandas as pd
-
     from mri_harmonic.evaluation.compare import MIN_SEEDS, MIN_SUBJECTS
     from mri_harmonic.evaluation.hallucination import RATES
 
@@ -454,9 +457,7 @@ def report(results: dict, the_settings: dict, runs: dict, store: Path, timings: 
             lines += ["(no paired difference: a method is missing)"]
         else:
             d = res["diff"].assign(rate=lambda t: t["rate"].map(RATE_TITLES))
-            d = d.assign(**{"difference [95 % interval]": [
-                f"{100 * r['mean_diff']:+.1f} pp " + ("[–]" if pd.isna(r["ci_low"]) else f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]")
-                for _, r in d.iterrows()]}, **{"subjects × seeds": [f"{r['n_subjects']} × {r['n_seeds']}" for _, r in d.iterrows()]})
+            d = d.assign(**{"difference [95 % interval]": [_fmt_diff(r) for _, r in d.iterrows()]}, **{"subjects × seeds": [f"{r['n_subjects']} × {r['n_seeds']}" for _, r in d.iterrows()]})
             lines += markdown_rows(d, ["rate", "difference [95 % interval]", "subjects × seeds", "verdict"])
         lines += ["", "### Per training seed", ""]
         lines += _rates_markdown(res["per_seed"], "run", res["rates"])

@@ -67,3 +67,28 @@ def test_quick_pipeline_end_to_end(tmp_path):
     again = _run(work)  # finished runs and evaluations are reused
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "$ mri-harmonic train" not in again.stdout and "$ mri-harmonic evaluate" not in again.stdout
+
+
+def test_answer_says_when_the_untranslated_input_scores_no_lower_on_an_invented_rate():
+    """The Answer's caveat fires on an invented-lesion rate only where the untranslated input scores at least as high
+    as every method, never on an erased rate; the difference and its verdict are quoted from the table."""
+    sys.path.insert(0, str(ROOT / "pipelines"))
+    import hallucination_stress as hs
+
+    def pooled(rows):
+        return pd.DataFrame([dict(group=g, rate=r, estimate=e, ci_low=e / 2, ci_high=min(1.0, 2 * e)) for g, r, e in rows])
+
+    diff = pd.DataFrame([dict(rate="invented_image", mean_diff=-0.013, ci_low=-0.133, ci_high=0.107,
+                              verdict="no difference shown")])
+    res = {"a": dict(rates=("invented_image", "invented_pixel"), diff=diff, pooled=pooled(
+        [("harmonic", "invented_image", 0.9), ("cyclegan", "invented_image", 0.92), ("input-as-output", "invented_image", 0.98),
+         ("harmonic", "invented_pixel", 0.10), ("cyclegan", "invented_pixel", 0.2), ("input-as-output", "invented_pixel", 0.12)])),
+           "b": dict(rates=("erased",), diff=diff.iloc[:0], pooled=pooled(
+               [("harmonic", "erased", 0.2), ("cyclegan", "erased", 0.2), ("input-as-output", "erased", 0.5)]))}
+    lines = hs.answer_lines(res, hs.settings(0.6, None))
+    image, pixel, erased = (next(x for x in lines if x.startswith(f"  - {hs.RATE_TITLES[r]}"))
+                            for r in ("invented_image", "invented_pixel", "erased"))
+    assert "-1.3 pp [-13.3, +10.7]: **no difference shown**" in image
+    assert "No method scores above the untranslated input" in image  # 0.98 >= 0.92
+    assert "No method scores above" not in pixel  # cyclegan's 0.2 is above the input's 0.12
+    assert "No method scores above" not in erased and "HarmonicGAN − CycleGAN" not in erased  # not invented; no diff
